@@ -1,0 +1,48 @@
+"""The ``kdlab`` command. Each sub-command lives in its own module, imported only when used.
+
+A command module exposes ``add_arguments(parser)`` and ``main(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("kdlab.data.commands", "synthesise embedded corpora or prepare real ones (synth|prepare)"),
+    "params": ("kdlab.models.commands", "print a preset's parameter counts (encoder, decoder, CTC, total)"),
+    "train": ("kdlab.train_cli", "train an AR or Mask-CTC model (optionally distilled) from a YAML config"),
+    "average": ("kdlab.checkpoint_cli", "average the last N epoch checkpoints of a run"),
+    "decode": ("kdlab.search.commands", "decode a set with one or more search methods, write results"),
+    "align": ("kdlab.search.align_cli", "CTC forced alignment of one utterance"),
+    "bench": ("kdlab.bench", "benchmarks: decode speed ratios / RTF, training throughput"),
+    "reproduce": ("kdlab.reproduce", "run the paper's experiment end to end (resumable)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kdlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        try:
+            importlib.import_module(module).add_arguments(p)
+        except ModuleNotFoundError as err:  # a command whose module is not installed yet
+            if err.name != module:
+                raise
+            p.set_defaults(_missing=module)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "_missing", None):
+        print(f"kdlab {args.command}: not available in this build ({args._missing})", file=sys.stderr)
+        return 2
+    return int(importlib.import_module(args._module).main(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""kdlab.data.synth."""
