@@ -1,0 +1,86 @@
+"""Model hyper-parameters (``ModelConfig``) and the presets of the paper's Table 2.
+
+Parameter counts (encoder + decoder + CTC) reproduce ESPnet2's module counts exactly when
+
+* the decoder FFN has the encoder's inner dimension (one ``ffn_dim`` for both), and
+* the depthwise convolution kernel is 31 for the LibriSpeech L model (114.97 M at V 4233 / 116.15 M at
+  V 5000; kernel 15 would give 114.87 M) and 15 for the AISHELL-1 M / S / XS models (46.20 M, 12.42 M,
+  6.50 M at V 4233; kernel 31 would give 46.25 M, 12.45 M, 6.52 M).
+
+The paper's own Table 2 numbers (115.0 / 46.8 / 12.4 / 6.5 M) mix vocabularies (46.8 M is M at V 5000).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a joint CTC/attention Conformer (shared by the AR teacher and Mask-CTC student)."""
+
+    d_model: int = 256  # attention dimension
+    heads: int = 4  # attention heads (d_model % heads == 0)
+    ffn_dim: int = 2048  # inner dim of every FFN, encoder and decoder alike
+    enc_blocks: int = 12  # Conformer blocks
+    dec_blocks: int = 6  # Transformer decoder blocks
+    cnn_kernel: int = 15  # depthwise conv kernel in the Conformer conv module (odd)
+    dropout: float = 0.1  # residual / FFN dropout
+    pos_dropout: float = 0.1  # dropout after the positional encodings
+    attn_dropout: float = 0.0  # dropout on attention weights
+    ctc_weight: float = 0.3  # alpha of eq 6
+    lsm_weight: float = 0.1  # label smoothing of the attention / MLM cross entropy
+    n_mels: int = 80  # input feature dimension
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.heads:
+            raise ValueError(f"ModelConfig: d_model={self.d_model} is not divisible by heads={self.heads}")
+        if self.d_model % 2:
+            raise ValueError(f"ModelConfig: d_model={self.d_model} must be even (sinusoidal positions)")
+        if self.cnn_kernel % 2 == 0:
+            raise ValueError(f"ModelConfig: cnn_kernel={self.cnn_kernel} must be odd")
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            raise ValueError(f"ModelConfig: ctc_weight={self.ctc_weight} must lie in [0, 1]")
+        if not 0.0 <= self.lsm_weight < 1.0:
+            raise ValueError(f"ModelConfig: lsm_weight={self.lsm_weight} must lie in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML / checkpoint friendly)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Inverse of ``to_dict``; unknown keys are an error (typos must not pass silently)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"ModelConfig: unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def with_updates(self, **changes: Any) -> "ModelConfig":
+        """A copy with some fields changed (validated)."""
+        return replace(self, **changes)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # Table 2, LibriSpeech AR teacher / same-size NAR: kernel 31 -> 114.97 M (V 4233), 116.15 M (V 5000).
+    "L": ModelConfig(d_model=512, heads=8, ffn_dim=2048, cnn_kernel=31),
+    # Table 2, AISHELL-1 AR teacher / same-size NAR: kernel 15 -> 46.20 M (V 4233), 46.79 M (V 5000).
+    "M": ModelConfig(d_model=256, heads=4, ffn_dim=2048, cnn_kernel=15),
+    # Table 2, LibriSpeech ~9x smaller NAR: kernel 15 -> 12.42 M (V 4233), 12.72 M (V 5000).
+    "S": ModelConfig(d_model=128, heads=4, ffn_dim=1024, cnn_kernel=15),
+    # Table 2, AISHELL-1 ~7x smaller NAR: kernel 15 -> 6.50 M (V 4233).
+    "XS": ModelConfig(d_model=128, heads=4, ffn_dim=256, cnn_kernel=15),
+    # CPU teacher for the embedded corpora: ~2.9 M parameters at V 300.
+    "mini-teacher": ModelConfig(d_model=112, heads=4, ffn_dim=448, enc_blocks=6, dec_blocks=3, cnn_kernel=15),
+    # CPU student, ~9x smaller than mini-teacher (as S is to L): ~0.32 M parameters at V 300.
+    "mini-student": ModelConfig(d_model=48, heads=4, ffn_dim=96, enc_blocks=4, dec_blocks=2, cnn_kernel=15),
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    """The preset ``name``; a clear error lists the known names."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
