@@ -1,0 +1,212 @@
+"""Checkpoints: atomic writes, safe loads (``weights_only=True``), RNG states, averaging, model loading.
+
+A checkpoint is a plain dict of tensors, dicts, lists, numbers and strings, so that
+``torch.load(..., weights_only=True)`` can read it and nothing in it can run code on load::
+
+    model      state dict             optimizer / scheduler / scaler   state dicts (epoch checkpoints)
+    epoch      int                    step        optimiser steps so far
+    rng        dict of tensors        config      the ExperimentConfig as a dict
+    kind       "ar" | "maskctc"       vocab_size  int
+
+Run folder layout: ``config.yaml``, ``tokenizer/``, ``cmvn.json``, ``epoch-N.pt``, ``avg-N.pt``,
+``metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unsafe or malformed; the message names the file."""
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temp file in the same folder, fsync, then ``os.replace`` onto ``path``.
+
+    A crash at any point leaves either the previous file or the new one under ``path``, never a
+    partial file; the temp file is removed on failure.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # some platforms cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``; unsafe or broken files raise CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused to load: the file holds objects outside the weights-only safe set "
+            f"(tensors, dicts, lists, numbers, strings) — {str(err).splitlines()[0]}"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({err})") from err
+    if not isinstance(obj, dict) or "model" not in obj:
+        raise CheckpointError(f"{path}: not a kdlab checkpoint (expected a dict with a 'model' entry)")
+    return obj
+
+
+# ----------------------------------------------------------------------------- RNG states
+
+
+def rng_state() -> dict:
+    """All RNG states (torch CPU/CUDA, Python ``random``, NumPy) as tensors and numbers."""
+    version, mt, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "python": torch.tensor(mt, dtype=torch.int64),
+        "python_version": version,
+        "python_gauss": gauss,
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    try:
+        import numpy as np
+    except ImportError:
+        return state
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    state["numpy"] = {"keys": torch.from_numpy(keys.astype("int64")), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached": float(cached)}
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore states written by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    mt = tuple(int(v) for v in state["python"].tolist())
+    random.setstate((state["python_version"], mt, state["python_gauss"]))
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        import numpy as np
+
+        n = state["numpy"]
+        keys = n["keys"].numpy().astype("uint32")
+        np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["cached"]))
+
+
+# ----------------------------------------------------------------------------- run folders
+
+
+def epoch_checkpoints(run_dir: str | Path) -> list[Path]:
+    """``epoch-N.pt`` files of a run, sorted by N."""
+    found = [(int(m.group(1)), p) for p in Path(run_dir).glob("epoch-*.pt") if (m := EPOCH_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
+    """Delete all but the last ``keep_last`` epoch checkpoints (0 keeps all)."""
+    if keep_last <= 0:
+        return
+    for path in epoch_checkpoints(run_dir)[:-keep_last]:
+        path.unlink(missing_ok=True)
+
+
+def average_state_dicts(states: list[dict]) -> dict:
+    """Element-wise mean of model state dicts (float accumulation in float64; integer tensors such
+    as BatchNorm's ``num_batches_tracked`` use the floored mean)."""
+    if not states:
+        raise CheckpointError("average: no checkpoints given")
+    keys = list(states[0])
+    for i, s in enumerate(states[1:], 1):
+        if list(s) != keys:
+            raise CheckpointError(f"average: checkpoint #{i} has different parameter names")
+    avg = {}
+    for k in keys:
+        ref = states[0][k]
+        total = sum(s[k].to(torch.float64) for s in states)
+        if ref.is_floating_point() or ref.is_complex():
+            avg[k] = (total / len(states)).to(ref.dtype)
+        else:
+            avg[k] = torch.div(total, len(states), rounding_mode="floor").to(ref.dtype)
+    return avg
+
+
+def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
+    """Average the models of ``paths`` into ``out`` (metadata from the last; no optimiser state)."""
+    ckpts = [load_checkpoint(p) for p in paths]
+    try:
+        model = average_state_dicts([c["model"] for c in ckpts])
+    except CheckpointError as err:
+        raise CheckpointError(f"{err} ({', '.join(str(p) for p in paths)})") from None
+    last = ckpts[-1]
+    result = {k: last[k] for k in ("epoch", "step", "config", "kind", "vocab_size") if k in last}
+    result["model"] = model
+    result["averaged"] = [str(Path(p).name) for p in paths]
+    save_atomic(result, out)
+    return Path(out)
+
+
+def average_run(run_dir: str | Path, n: int = 5) -> Path:
+    """Average the last ``n`` epoch checkpoints of a run into ``<run>/avg-<n>.pt``."""
+    paths = epoch_checkpoints(run_dir)
+    if n <= 0:
+        raise CheckpointError(f"{run_dir}: --n must be positive, got {n}")
+    if len(paths) < n:
+        raise CheckpointError(f"{run_dir}: asked to average {n} checkpoints but the run has {len(paths)}")
+    return average_checkpoints(paths[-n:], Path(run_dir) / f"avg-{n}.pt")
+
+
+def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple:
+    """``(model, tokenizer, cmvn, exp_cfg)`` for a checkpoint in a run folder; model in eval mode.
+
+    The run folder next to the checkpoint provides ``config.yaml``, ``tokenizer/`` and ``cmvn.json``.
+    """
+    from kdlab.config import load_config, resolve_model_config
+    from kdlab.data.features import GlobalCMVN
+    from kdlab.data.tokenizer import load_tokenizer
+    from kdlab.models import build_model
+
+    path = Path(path)
+    run_dir = path.parent
+    for need in ("config.yaml", "tokenizer", "cmvn.json"):
+        if not (run_dir / need).exists():
+            raise CheckpointError(f"{path}: the run folder {run_dir} lacks {need}")
+    exp_cfg = load_config(run_dir / "config.yaml")
+    tokenizer = load_tokenizer(run_dir / "tokenizer")
+    cmvn = GlobalCMVN.load(run_dir / "cmvn.json")
+    ckpt = load_checkpoint(path, map_location=device)
+    model = build_model(resolve_model_config(exp_cfg.model), tokenizer.vocab_size, exp_cfg.model.kind)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit the model of {run_dir}/config.yaml ({err})") \
+            from err
+    return model.to(device).eval(), tokenizer, cmvn, exp_cfg

@@ -1,0 +1,44 @@
+"""``kdlab train --config cfg.yaml --out runs/NAME [--resume] [--set key=value ...]``.
+
+Multi-GPU: ``torchrun --nproc_per_node=N -m kdlab.cli train ...`` (every process runs this command; only
+rank 0 writes). On ``--resume`` the run's own ``config.yaml`` is the base unless ``--config`` is given;
+``--set`` overrides apply on top (e.g. ``--set train.epochs=30`` to extend a finished run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="experiment YAML (see kdlab/configs/)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (created)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest epoch-N.pt in --out")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted override, e.g. train.epochs=3 (repeatable)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from kdlab.checkpoint import CheckpointError
+    from kdlab.config import ConfigError, load_config
+    from kdlab.train import TrainingDiverged, fit
+
+    config = args.config
+    if config is None:
+        if not args.resume:
+            print("kdlab train: --config is required (except with --resume)", file=sys.stderr)
+            return 2
+        config = args.out / "config.yaml"
+    try:
+        cfg = load_config(config, args.overrides)
+        result = fit(cfg, args.out, resume=args.resume)
+    except (ConfigError, CheckpointError, FileExistsError, FileNotFoundError, TrainingDiverged) as err:
+        print(f"kdlab train: {err}", file=sys.stderr)
+        return 1
+    if result and int(os.environ.get("RANK", "0")) == 0:
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+        print("last epoch:", " ".join(f"{k}={v}" for k, v in shown.items()))
+    return 0

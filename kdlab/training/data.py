@@ -1,0 +1,39 @@
+"""Data loaders for training and validation, built from the ``data`` section of an experiment config."""
+
+from __future__ import annotations
+
+from kdlab.config import ConfigError, ExperimentConfig, from_dict
+from kdlab.training.runtime import Runtime
+
+
+def specaug_config(cfg: ExperimentConfig):
+    """The SpecAugConfig of ``data.specaug_conf`` (None when ``data.specaug`` is off)."""
+    from kdlab.data.features import SpecAugConfig
+
+    if not cfg.data.specaug:
+        return None
+    try:
+        return from_dict(SpecAugConfig, cfg.data.specaug_conf, "data.specaug_conf")
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(f"data.specaug_conf: {err}") from None
+
+
+def build_loader(cfg: ExperimentConfig, split: str, tokenizer, cmvn, rt: Runtime, train: bool):
+    """Frame-bucketed loader over ``split`` (train: shuffled + augmented), sharded by DDP rank."""
+    from kdlab.data.dataset import make_loader
+
+    return make_loader(
+        cfg.data.manifest(split), tokenizer, cmvn, max_frames=cfg.train.max_frames, train=train,
+        cache_dir=cfg.data.feature_cache, specaug=specaug_config(cfg) if train else None,
+        speed_perturb=cfg.data.speed_perturb and train, seed=cfg.train.seed, num_workers=cfg.data.num_workers,
+        rank=rt.rank, world_size=rt.world_size,
+    )
+
+
+def set_loader_epoch(loader, epoch: int) -> None:
+    """Reseed batch order and augmentations for ``epoch`` (they depend on seed and epoch only)."""
+    from kdlab.data.dataset import set_epoch
+
+    set_epoch(loader, epoch)

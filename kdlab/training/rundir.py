@@ -1,0 +1,107 @@
+"""Run folder preparation: ``config.yaml``, ``tokenizer/`` and ``cmvn.json``.
+
+Teacher and student must share one tokenizer and one CMVN. A run either trains its own (tokenizer on the
+training text, CMVN on the training features) or copies them from another run (``data.tokenizer_from``,
+``data.cmvn_from``). When KD is enabled and neither is given, they are taken from the teacher's run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from kdlab.config import ConfigError, ExperimentConfig, save_config
+
+TOKENIZER_DIR = "tokenizer"
+CMVN_FILE = "cmvn.json"
+CONFIG_FILE = "config.yaml"
+
+
+def _teacher_run(cfg: ExperimentConfig) -> str | None:
+    kd = cfg.kd
+    return str(Path(kd.teacher).parent) if kd is not None and kd.enabled and kd.teacher else None
+
+
+def tokenizer_source(cfg: ExperimentConfig) -> Path | None:
+    """Folder to copy the tokenizer from (None: train one)."""
+    src = cfg.data.tokenizer_from or _teacher_run(cfg)
+    if src is None:
+        return None
+    path = Path(src)
+    if (path / TOKENIZER_DIR).is_dir():
+        path = path / TOKENIZER_DIR
+    if not path.is_dir():
+        raise ConfigError(f"data.tokenizer_from: {src} is neither a run folder nor a tokenizer folder")
+    return path
+
+
+def cmvn_source(cfg: ExperimentConfig) -> Path | None:
+    """``cmvn.json`` to copy (None: fit one)."""
+    src = cfg.data.cmvn_from or _teacher_run(cfg)
+    if src is None:
+        return None
+    path = Path(src)
+    if path.is_dir():
+        path = path / CMVN_FILE
+    if not path.is_file():
+        raise ConfigError(f"data.cmvn_from: {src} is neither a run folder with {CMVN_FILE} nor a CMVN file")
+    return path
+
+
+def corpus_lang(cfg: ExperimentConfig) -> str:
+    """``data.lang``, else the corpus's ``info.json`` language, else by tokenizer kind (char → zh)."""
+    if cfg.data.lang:
+        return cfg.data.lang
+    info = Path(cfg.data.manifest("train")).parent / "info.json"
+    if info.is_file():
+        data = json.loads(info.read_text())
+        if data.get("language") or data.get("lang"):
+            return data.get("language") or data.get("lang")
+    return "zh" if cfg.data.tokenizer == "char" else "en"
+
+
+def train_texts(manifest: str | Path) -> list[str]:
+    from kdlab.data.manifest import read_manifest
+
+    return [utt["text"] for utt in read_manifest(manifest)]
+
+
+def make_tokenizer(cfg: ExperimentConfig, out_dir: Path) -> None:
+    """Copy or train the tokenizer into ``out_dir``."""
+    from kdlab.data.tokenizer import BPETokenizer, CharTokenizer
+
+    src = tokenizer_source(cfg)
+    if src is not None:
+        shutil.copytree(src, out_dir, dirs_exist_ok=True)
+        return
+    texts = train_texts(cfg.data.manifest("train"))
+    lang = corpus_lang(cfg)
+    if cfg.data.tokenizer == "char":
+        tok = CharTokenizer.train(texts, lang=lang)
+    else:
+        tok = BPETokenizer.train(texts, vocab_size=cfg.data.vocab_size, lang=lang, seed=cfg.train.seed)
+    tok.save(out_dir)
+
+
+def make_cmvn(cfg: ExperimentConfig, out_path: Path) -> None:
+    """Copy or fit the global CMVN (fit on the training manifest's fbank features, no augmentation)."""
+    src = cmvn_source(cfg)
+    if src is not None:
+        shutil.copyfile(src, out_path)
+        return
+    from kdlab.data.dataset import fit_cmvn
+
+    fit_cmvn(cfg.data.manifest("train"), cache_dir=cfg.data.feature_cache).save(out_path)
+
+
+def prepare_run(cfg: ExperimentConfig, run_dir: str | Path) -> Path:
+    """Create the run folder with ``config.yaml``, ``tokenizer/`` and ``cmvn.json`` (kept if present)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / CONFIG_FILE)
+    if not (run_dir / TOKENIZER_DIR / "tokenizer.json").is_file():
+        make_tokenizer(cfg, run_dir / TOKENIZER_DIR)
+    if not (run_dir / CMVN_FILE).is_file():
+        make_cmvn(cfg, run_dir / CMVN_FILE)
+    return run_dir
