@@ -1,0 +1,96 @@
+"""``kdlab data``: synthesize the embedded corpora, prepare real ones, check a manifest.
+
+  kdlab data synth [--lang en|zh|all] [--hours H] [--dev N] [--test N] [--seed S] [--out DIR]
+  kdlab data prepare {librispeech,aishell,kaldi} <dir> --out <dir|file.jsonl> [--splits ...]
+  kdlab data check <manifest.jsonl> [--tokenizer DIR] [--deep] [--report FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_OUT = "data/cache/corpora/mini-{lang}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", required=True)
+    s = sub.add_parser("synth", help="synthesize mini-en / mini-zh with espeak-ng")
+    s.add_argument("--lang", choices=("en", "zh", "all"), default="all")
+    s.add_argument("--hours", type=float, default=0.6, help="training audio to synthesize (default 0.6)")
+    s.add_argument("--train", type=int, default=None,
+                   help="number of training utterances (overrides --hours)")
+    s.add_argument("--dev", type=int, default=150, help="dev utterances (default 150)")
+    s.add_argument("--test", type=int, default=150, help="test utterances (default 150)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_OUT}; with --lang all, "
+                   "a folder in which mini-en and mini-zh are made)")
+    p = sub.add_parser("prepare", help="write manifests for LibriSpeech, AISHELL-1 or a Kaldi data dir")
+    p.add_argument("corpus", choices=("librispeech", "aishell", "kaldi"))
+    p.add_argument("source", help="corpus root (LibriSpeech, data_aishell or their parent) or Kaldi data dir")
+    p.add_argument("--out", required=True, help="output folder (kaldi: a folder or a .jsonl file)")
+    p.add_argument("--splits", nargs="*", default=None, help="LibriSpeech splits (default: all found)")
+    c = sub.add_parser("check", help="validate a manifest: bad audio, empty/OOV transcripts, too short")
+    c.add_argument("manifest")
+    c.add_argument("--tokenizer", default=None, help="tokenizer folder (enables the OOV and length checks)")
+    c.add_argument("--subsampling", type=int, default=4)
+    c.add_argument("--deep", action="store_true", help="decode every file, not only its header")
+    c.add_argument("--report", default=None, help="where to save the JSON report")
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from kdlab.data.synth import synthesize_corpus
+
+    langs = ("en", "zh") if args.lang == "all" else (args.lang,)
+    for lang in langs:
+        if args.out is None:
+            out = Path(DEFAULT_OUT.format(lang=lang))
+        else:
+            out = Path(args.out) / f"mini-{lang}" if args.lang == "all" else Path(args.out)
+        synthesize_corpus(out, lang, seed=args.seed, train_hours=args.hours, n_dev=args.dev, n_test=args.test,
+                          n_train=args.train, workers=args.workers)
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from kdlab.data import prepare
+
+    if args.corpus == "librispeech":
+        report = prepare.prepare_librispeech(args.source, args.out, args.splits)
+    elif args.corpus == "aishell":
+        report = prepare.prepare_aishell(args.source, args.out)
+    else:
+        out = Path(args.out)
+        if out.suffix != ".jsonl":
+            out = out / f"{Path(args.source).resolve().name}.jsonl"
+        report = prepare.prepare_kaldi(args.source, out)
+    print(report.table())
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from kdlab.data.manifest import read_manifest, validate
+
+    encode = unk = None
+    if args.tokenizer:
+        from kdlab.data.tokenizer import UNK, load_tokenizer
+
+        encode, unk = load_tokenizer(args.tokenizer).encode, UNK
+    _, report = validate(read_manifest(args.manifest), encode, unk, args.subsampling, deep=args.deep)
+    print(report.table())
+    report.save(args.report or Path(args.manifest).with_suffix(".skips.json"))
+    return 0 if not report.skips else 1
+
+
+def main(args: argparse.Namespace) -> int:
+    from kdlab.data.audio import AudioError
+    from kdlab.data.manifest import ManifestError
+    from kdlab.data.prepare import PrepareError
+
+    handlers = {"synth": _synth, "prepare": _prepare, "check": _check}
+    try:
+        return handlers[args.data_command](args)
+    except (AudioError, ManifestError, PrepareError) as err:
+        print(f"kdlab data {args.data_command}: error: {err}")
+        return 2

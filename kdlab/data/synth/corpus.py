@@ -1,0 +1,257 @@
+"""Build the embedded corpora mini-en (LibriSpeech-like) and mini-zh (AISHELL-like) with espeak-ng.
+
+Every utterance is planned in this process from its own seed (``"<lang>:<seed>:<split>:<index>"``):
+sentence, voice, rate, pitch, reverberation, noise and level. Workers only render plans, so the same
+seed gives the same manifests and byte-identical audio whatever the number of workers.
+
+Workers are started with the "spawn" method: a script that calls :func:`synthesize_corpus` needs the
+usual ``if __name__ == "__main__":`` guard (the ``kdlab`` command and notebooks need nothing).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing as mp
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from kdlab.data.manifest import write_manifest
+from kdlab.data.synth import grammar_en, grammar_zh, voices
+from kdlab.data.synth.grammar_en import Sentence
+from kdlab.data.synth.render import SAMPLE_RATE, Plan, init_worker, render
+
+DEFAULT_TRAIN_HOURS = 0.6
+DEFAULT_DEV = 150
+DEFAULT_TEST = 150
+VERSION = 2  # bump when the same parameters would give different audio or text
+SPLITS = ("train", "dev", "test")  # planning order: dev/test avoid train sentences (and, zh, unseen chars)
+P_REVERB, P_NOISE = 0.3, 0.8
+NOISE_WEIGHTS = {"white": 0.25, "pink": 0.35, "babble": 0.4}
+SNR_DB, RT60_S, DRR_DB, LEVEL_DBFS = (5.0, 30.0), (0.15, 0.7), (0.0, 12.0), (-32.0, -18.0)
+MAX_TRIES = 200_000  # sentence draws per utterance before giving up
+UNKNOWN_PHONEMES = {"@:11"}  # what espeak cmn says for a character it does not know
+
+
+def pronounceable(chars: set[str], voice: str = "cmn") -> tuple[set[str], list[str]]:
+    """Split ``chars`` into those espeak reads as one real syllable and those it would spell or skip."""
+    from kdlab.data.synth.espeak import Espeak
+
+    engine, ok, dropped = Espeak.get(), set(), []
+    for c in sorted(chars):
+        syllables = [s.strip() for s in engine.phonemes(c, voice).split("_|") if s.strip()]
+        if len(syllables) == 1 and syllables[0] not in UNKNOWN_PHONEMES:
+            ok.add(c)
+        else:
+            dropped.append(c)
+    return ok, dropped
+
+
+def grammar_for(lang: str) -> Callable[[random.Random], Sentence]:
+    """The sentence generator of ``lang`` ("en" or "zh"); zh keeps to characters espeak pronounces."""
+    if lang == "en":
+        return grammar_en.generate
+    if lang == "zh":
+        allowed, _ = pronounceable(grammar_zh.charset())
+        return lambda rng: grammar_zh.generate(rng, allowed)
+    raise ValueError(f"unknown language {lang!r} (expected 'en' or 'zh')")
+
+
+def plan_utterance(uid: str, path: Path, sentence: Sentence, rng: random.Random, lang: str,
+                   split: str) -> Plan:
+    """Draw voice, prosody and acoustic condition for one utterance."""
+    noise = ""
+    if rng.random() < P_NOISE:
+        noise = rng.choices(list(NOISE_WEIGHTS), weights=list(NOISE_WEIGHTS.values()))[0]
+    reverb = rng.random() < P_REVERB
+    return Plan(
+        uid=uid, path=str(path), spoken=sentence.spoken, lang=lang,
+        voice=rng.choice(voices.voices_for(lang, split)),
+        rate=rng.randint(*voices.RATE_WPM), pitch=rng.randint(*voices.PITCH),
+        pitch_range=rng.randint(*voices.PITCH_RANGE),
+        lead_s=round(rng.uniform(0.05, 0.4), 3), trail_s=round(rng.uniform(0.05, 0.4), 3),
+        rt60=round(rng.uniform(*RT60_S), 3) if reverb else 0.0, drr_db=round(rng.uniform(*DRR_DB), 2),
+        noise=noise, snr_db=round(rng.uniform(*SNR_DB), 2), level_dbfs=round(rng.uniform(*LEVEL_DBFS), 2),
+        noise_seed=rng.getrandbits(32),
+    )
+
+
+def plan_split(out_dir: Path, lang: str, seed: int, split: str, generate: Callable, seen: set[str],
+               texts: dict[str, str], limit: int | None,
+               charset: set[str] | None = None) -> Iterator[Plan]:
+    """Plans for ``split`` in order (endless when ``limit`` is None); no sentence repeats across splits.
+
+    With ``charset``, only sentences written entirely in those characters are taken.
+    """
+    index = 0
+    while limit is None or index < limit:
+        uid = f"mini-{lang}-{split}-{index:06d}"
+        rng = random.Random(f"{lang}:{seed}:{split}:{index}")
+        sentence, tries = generate(rng), 1
+        while sentence.text in seen or (charset is not None and not set(sentence.text) <= charset):
+            if tries == MAX_TRIES:
+                raise ValueError(f"{uid}: no new sentence in {MAX_TRIES} tries (training set too small to "
+                                 "cover the characters of dev/test sentences?)")
+            sentence, tries = generate(rng), tries + 1
+        seen.add(sentence.text)
+        texts[uid] = sentence.text
+        yield plan_utterance(uid, out_dir / split / f"{uid}.flac", sentence, rng, lang, split)
+        index += 1
+
+
+def _render_stream(plans: Iterator[Plan], pool, max_seconds: float | None,  # noqa: ANN001 - a Pool
+                   batch: int = 32) -> Iterator[tuple[Plan, int]]:
+    """Render plans in order, a batch at a time; stop once ``max_seconds`` of audio is reached."""
+    total = 0.0
+    while True:
+        chunk = list(itertools.islice(plans, batch))
+        if not chunk:
+            return
+        results = pool.map(render, chunk, chunksize=2)
+        for plan, (_, n) in zip(chunk, results, strict=True):
+            yield plan, n
+            total += n / SAMPLE_RATE
+            if max_seconds is not None and total >= max_seconds:
+                return
+
+
+def _records(split_dir_parent: Path, rendered: list[tuple[Plan, int]], texts: dict[str, str]) -> list[dict]:
+    return [{"id": p.uid, "path": os.path.relpath(p.path, split_dir_parent),
+             "duration": round(n / SAMPLE_RATE, 4), "text": texts[p.uid], "speaker": p.voice,
+             "voice": p.voice, "condition": p.condition()} for p, n in rendered]
+
+
+def _complete(out_dir: Path, params: dict) -> dict | None:
+    """The existing info if ``out_dir`` holds a finished corpus built with ``params``."""
+    info_path = out_dir / "info.json"
+    if not info_path.is_file():
+        return None
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    if info.get("params") != params:
+        return None
+    for split in SPLITS:
+        manifest = out_dir / f"{split}.jsonl"
+        if not manifest.is_file():
+            return None
+        for line in manifest.read_text(encoding="utf-8").splitlines():
+            if not (out_dir / json.loads(line)["path"]).is_file():
+                return None
+    return info
+
+
+def _split_info(recs: list[dict], split: str, lang: str) -> dict:
+    secs = sum(r["duration"] for r in recs)
+    return {"utterances": len(recs), "hours": round(secs / 3600, 4), "seconds": round(secs, 1),
+            "voices": sorted({r["voice"] for r in recs}),
+            "voices_planned": list(voices.voices_for(lang, split))}
+
+
+def _units(texts: list[str], lang: str) -> set[str]:
+    return {w for t in texts for w in (t.split() if lang == "en" else t)}
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (workers and their forked syntheses)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _build_info(lang: str, params: dict, recs: dict[str, list[dict]], seconds: float, workers: int,
+                cpu_s: float) -> dict:
+    audio_s = sum(r["duration"] for rs in recs.values() for r in rs)
+    info = {
+        "name": f"mini-{lang}", "language": lang, "seed": params["seed"], "params": params,
+        "sample_rate": SAMPLE_RATE, "audio_format": "FLAC PCM_16 mono",
+        "unit": "word" if lang == "en" else "char",
+        "splits": {s: _split_info(recs[s], s, lang) for s in ("train", "dev", "test")},
+        "vocabulary_size": {s: len(_units([r["text"] for r in recs[s]], lang))
+                            for s in ("train", "dev", "test")},
+        "voices_note": "dev and test voices are held out from training and disjoint from each other",
+        "text_note": "no sentence occurs in two splits"
+        + ("; dev/test use only characters that occur in train" if lang == "zh" else ""),
+        "augmentation": {"p_noise": P_NOISE, "noise_weights": NOISE_WEIGHTS, "snr_db": SNR_DB,
+                         "p_reverb": P_REVERB, "rt60_s": RT60_S, "drr_db": DRR_DB, "level_dbfs": LEVEL_DBFS,
+                         "rate_wpm": voices.RATE_WPM, "pitch": voices.PITCH,
+                         "pitch_range": voices.PITCH_RANGE},
+        "build": {"seconds": round(seconds, 2), "speed_x_realtime": round(audio_s / max(seconds, 1e-9), 1),
+                  "cpu_seconds": round(cpu_s, 2),
+                  "audio_seconds_per_cpu_second": round(audio_s / max(cpu_s, 1e-9), 1),
+                  "workers": workers},
+    }
+    all_units = _units([r["text"] for rs in recs.values() for r in rs], lang)
+    info["vocabulary_size"]["all"] = len(all_units)
+    if lang == "zh":
+        info["dropped_characters"] = pronounceable(grammar_zh.charset())[1]
+    return json.loads(json.dumps(info))  # plain JSON types, as a later read of info.json gives
+
+
+def synthesize_corpus(out_dir: Path, lang: str, seed: int = 0, train_hours: float = DEFAULT_TRAIN_HOURS,
+                      n_dev: int = DEFAULT_DEV, n_test: int = DEFAULT_TEST, n_train: int | None = None,
+                      workers: int = 2) -> dict:
+    """Synthesize train/dev/test of mini-``lang`` into ``out_dir``; returns the info dict (also info.json).
+
+    ``n_train`` (utterances) overrides ``train_hours``. A folder that already holds a complete corpus
+    with the same parameters is left as it is.
+    """
+    out_dir = Path(out_dir)
+    if lang not in voices.VOICES:
+        raise ValueError(f"unknown language {lang!r} (expected 'en' or 'zh')")
+    sizes = (n_dev, n_test, 1 if n_train is None else n_train)
+    if min(sizes) < 0 or (n_train is None and train_hours <= 0):
+        raise ValueError(f"corpus sizes must be positive: train_hours={train_hours}, n_train={n_train}, "
+                         f"n_dev={n_dev}, n_test={n_test}")
+    params = {"lang": lang, "seed": seed, "train_hours": None if n_train is not None else train_hours,
+              "n_train": n_train, "n_dev": n_dev, "n_test": n_test, "version": VERSION}
+    info = _complete(out_dir, params)
+    if info is not None:
+        print(f"mini-{lang}: complete corpus already in {out_dir}, not rebuilt")
+        return info
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "info.json").unlink(missing_ok=True)
+    generate, seen, texts = grammar_for(lang), set(), {}
+    start, cpu_start = time.perf_counter(), _cpu_seconds()
+    limits = {"test": n_test, "dev": n_dev, "train": n_train}
+    recs: dict[str, list[dict]] = {}
+    pool = mp.get_context("spawn").Pool(max(1, workers), initializer=init_worker, initargs=(lang,))
+    try:
+        for split in SPLITS:
+            # Mandarin dev/test use only characters heard in training (a char tokenizer has no <unk> there)
+            heard = lang == "zh" and split != "train"
+            charset = {c for r in recs["train"] for c in r["text"]} if heard else None
+            plans = plan_split(out_dir, lang, seed, split, generate, seen, texts, limits[split], charset)
+            max_s = train_hours * 3600 if split == "train" and n_train is None else None
+            recs[split] = _records(out_dir, list(_render_stream(plans, pool, max_s)), texts)
+    finally:
+        pool.terminate()
+        pool.join()
+    for split in SPLITS:
+        _remove_unlisted(out_dir / split, {Path(r["path"]).name for r in recs[split]})
+        write_manifest(out_dir / f"{split}.jsonl", recs[split])
+    info = _build_info(lang, params, recs, time.perf_counter() - start, workers, _cpu_seconds() - cpu_start)
+    tmp = out_dir / "info.json.tmp"
+    tmp.write_text(json.dumps(info, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, out_dir / "info.json")
+    _print_summary(info)
+    return info
+
+
+def _remove_unlisted(split_dir: Path, keep: set[str]) -> None:
+    """Delete audio rendered past the stopping point (or left from an older build)."""
+    if split_dir.is_dir():
+        for f in split_dir.iterdir():
+            if f.name not in keep:
+                f.unlink()
+
+
+def _print_summary(info: dict) -> None:
+    b = info["build"]
+    print(f"{info['name']}: synthesized in {b['seconds']:.1f} s, {b['speed_x_realtime']:.0f}x real time "
+          f"({b['workers']} workers; {b['audio_seconds_per_cpu_second']:.0f}x real time per CPU second)")
+    for split, s in info["splits"].items():
+        print(f"  {split:<5} {s['utterances']:>6} utts {s['hours']:>7.3f} h  {len(s['voices'])} voices")
+    print(f"  vocabulary ({info['unit']}s): {info['vocabulary_size']}")
