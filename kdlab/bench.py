@@ -1,0 +1,171 @@
+"""``kdlab bench decode|train``: decoding speed ratios / RTF (paper Sec. 4.3, Table 3), training throughput.
+
+``bench decode`` runs on one CPU thread with batch size 1 over the same utterances: the Mask-CTC encoder
+forward, Mask-CTC greedy, Mask-CTC beam 1/5/10 and the AR joint CTC/attention beam 10 (each timed as a full
+decode: encoder + search). It prints the ratios maskctc_greedy/encoder (goal <= 1.3),
+maskctc_beam10/beam1 (goal <= 1.25) and ar_beam10/maskctc_greedy (paper ≈ 11×), the RTF of every method,
+and the batched throughput (seconds of audio decoded per second). Times are process CPU time by default
+(``--clock cpu``: robust when other jobs share the machine; with one thread it equals the busy time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+NAR_METHODS = ("maskctc_greedy", "maskctc_beam1", "maskctc_beam5", "maskctc_beam10")
+AR_METHOD = "attention_beam10"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="what", required=True)
+    d = sub.add_parser("decode", help="decode speed ratios and RTF (1 thread, batch 1)")
+    d.add_argument("--ar", required=True, help="AR teacher checkpoint (in a run folder)")
+    d.add_argument("--nar", required=True, help="Mask-CTC student checkpoint (in a run folder)")
+    d.add_argument("--set", default="test", help="test | dev (the student's corpus) | PATH.jsonl")
+    d.add_argument("--n", type=int, default=30, help="utterances to time")
+    d.add_argument("--max-frames", type=int, default=20000, help="frames per batch (batched throughput)")
+    d.add_argument("--clock", default="cpu", choices=("cpu", "wall"),
+                   help="cpu: process CPU time (robust on a shared machine); wall: elapsed time")
+    d.add_argument("--json", default=None, help="write the results to this JSON file")
+    t = sub.add_parser("train", help="training throughput (optimiser steps on real batches)")
+    t.add_argument("--preset", default="mini-student", help="model preset (or a ModelConfig YAML/JSON path)")
+    t.add_argument("--kind", default="maskctc", choices=("ar", "maskctc"))
+    t.add_argument("--manifest", required=True, help="training manifest (JSONL)")
+    t.add_argument("--steps", type=int, default=10)
+    t.add_argument("--max-frames", type=int, default=8000)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    t.add_argument("--json", default=None, help="write the results to this JSON file")
+
+
+def _single_batches(records: list[dict], tokenizer: Any, cmvn: Any) -> list[dict]:
+    from kdlab.search.sets import make_batches
+
+    return [next(iter(make_batches([rec], tokenizer, cmvn, max_frames=10**9))) for rec in records]
+
+
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+_clock = CLOCKS["cpu"]
+
+
+def _time(fn: Any) -> float:
+    t0 = _clock()
+    fn()
+    return _clock() - t0
+
+
+def time_batch1(nar: Any, ar: Any, nar_batches: list[dict], ar_batches: list[dict]) -> dict[str, float]:
+    """Total seconds per method over all utterances (batch 1); each method's first utterance is a warm-up."""
+    import torch
+
+    from kdlab.search.decode import decode
+
+    def encoder(batch: dict) -> None:
+        with torch.inference_mode():
+            enc, _ = nar.encode(batch["feats"], batch["feat_lens"])
+            nar.ctc_log_probs(enc)
+
+    jobs = {"encoder": lambda b, _: encoder(b)}
+    jobs.update({m: (lambda b, _, m=m: decode(nar, b, [m])) for m in NAR_METHODS})
+    jobs[AR_METHOD] = lambda _, a: decode(ar, a, [AR_METHOD])
+    totals = dict.fromkeys(jobs, 0.0)
+    for job in jobs.values():  # warm-up
+        job(nar_batches[0], ar_batches[0])
+    for nb, ab in zip(nar_batches, ar_batches, strict=True):  # interleaved, so drifts hit all methods
+        for name, job in jobs.items():
+            totals[name] += _time(lambda job=job, nb=nb, ab=ab: job(nb, ab))
+    return totals
+
+
+def throughput(model: Any, batches: list[dict], method: str) -> float:
+    """Seconds of audio decoded per wall-clock second with batched decoding (× real time)."""
+    from kdlab.search.decode import decode
+    from kdlab.search.sets import audio_seconds
+
+    wall = sum(_time(lambda b=b: decode(model, b, [method])) for b in batches)
+    return sum(audio_seconds(b) for b in batches) / wall
+
+
+def bench_decode(args: argparse.Namespace) -> dict:
+    import torch
+
+    global _clock
+    _clock = CLOCKS[args.clock]
+    from kdlab.checkpoint import load_model_from_checkpoint
+    from kdlab.search.sets import audio_seconds, load_records, make_batches, resolve_set
+
+    nar, nar_tok, nar_cmvn, nar_cfg = load_model_from_checkpoint(args.nar)
+    ar, ar_tok, ar_cmvn, _ = load_model_from_checkpoint(args.ar)
+    if not hasattr(ar, "decoder_step") or not hasattr(nar, "mlm_logits"):
+        raise ValueError("--ar must be an AR checkpoint and --nar a Mask-CTC checkpoint")
+    records = load_records(resolve_set(args.set, nar_cfg), limit=args.n)
+    nar_b1, ar_b1 = _single_batches(records, nar_tok, nar_cmvn), _single_batches(records, ar_tok, ar_cmvn)
+    nar_batches = list(make_batches(records, nar_tok, nar_cmvn, args.max_frames))
+    ar_batches = list(make_batches(records, ar_tok, ar_cmvn, args.max_frames))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        totals = time_batch1(nar, ar, nar_b1, ar_b1)
+        thr = {m: throughput(nar, nar_batches, m) for m in ("maskctc_greedy", "maskctc_beam10")}
+        thr[AR_METHOD] = throughput(ar, ar_batches, AR_METHOD)
+    finally:
+        torch.set_num_threads(threads)
+    audio = sum(audio_seconds(b) for b in nar_b1)
+    return {
+        "utts": len(records), "audio_s": audio, "threads": 1, "clock": args.clock, "seconds": totals,
+        "maskctc_greedy_over_encoder": totals["maskctc_greedy"] / totals["encoder"],
+        "maskctc_beam10_over_beam1": totals["maskctc_beam10"] / totals["maskctc_beam1"],
+        "ar_beam10_over_maskctc_greedy": totals[AR_METHOD] / totals["maskctc_greedy"],
+        "rtf": {m: s / audio for m, s in totals.items()},
+        "batched_x_realtime": thr,
+    }
+
+
+def print_decode(res: dict) -> None:
+    print(f"{res['utts']} utterances, {res['audio_s']:.1f} s of audio, 1 thread, batch 1, "
+          f"{res['clock']} clock")
+    print(f"maskctc_greedy / encoder        {res['maskctc_greedy_over_encoder']:.3f}  (goal <= 1.3)")
+    print(f"maskctc_beam10 / maskctc_beam1  {res['maskctc_beam10_over_beam1']:.3f}  (goal <= 1.25)")
+    print(f"ar_beam10 / maskctc_greedy      {res['ar_beam10_over_maskctc_greedy']:.2f}  (paper ≈ 11)")
+    for m, rtf in res["rtf"].items():
+        print(f"RTF {m:<18} {rtf:.4f}")
+    for m, x in res["batched_x_realtime"].items():
+        print(f"batched {m:<18} {x:.1f} x real time")
+
+
+def bench_train(args: argparse.Namespace) -> dict:
+    try:
+        from kdlab.train import benchmark_throughput
+    except ImportError as err:
+        msg = f"training benchmark unavailable: kdlab.train has no benchmark_throughput ({err})"
+        raise RuntimeError(msg) from err
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return benchmark_throughput(args.preset, args.kind, args.manifest, steps=args.steps, device=args.device,
+                                max_frames=args.max_frames)
+
+
+def main(args: argparse.Namespace) -> int:
+    from kdlab.checkpoint import CheckpointError
+    from kdlab.search.sets import SetError
+
+    try:
+        if args.what == "decode":
+            res = bench_decode(args)
+            print_decode(res)
+        else:
+            res = bench_train(args)
+            print(json.dumps(res, indent=2))
+    except (CheckpointError, SetError, ValueError, RuntimeError) as err:
+        print(f"kdlab bench {args.what}: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0

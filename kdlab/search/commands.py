@@ -1,0 +1,85 @@
+"""``kdlab decode``: decode a set with one or more methods; icefall-style result files, CER/WER and RTF.
+
+Example::
+
+    kdlab decode --ckpt runs/student/avg-5.pt --methods maskctc_greedy,maskctc_beam10 --set test --out exp/d
+
+writes ``recogs-<method>.txt``, ``errs-<method>.txt``, ``wer-summary-<method>.txt`` per method and
+``summary.json`` (rate, S/I/D, I+D, RTF per method) under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, help="checkpoint inside a run folder (epoch-N.pt, avg-N.pt)")
+    parser.add_argument("--methods", default="ctc_greedy",
+                        help="comma-separated: ctc_greedy, ctc_prefix_beam, attention_beam, maskctc_greedy, "
+                             "maskctc_beam; beam methods may end in a beam size, e.g. maskctc_beam5")
+    parser.add_argument("--set", default="test", help="test | dev (the run's corpus) | PATH.jsonl")
+    parser.add_argument("--out", required=True, help="output folder for the result files")
+    parser.add_argument("--beam", type=int, default=10, help="default beam size (paper: 10)")
+    parser.add_argument("--ctc-weight", type=float, default=0.3, help="joint CTC/attention λ (paper: 0.3)")
+    parser.add_argument("--p-thr", type=float, default=0.99, help="Mask-CTC confidence threshold")
+    parser.add_argument("--K", type=int, default=2, help="Mask-CTC tokens filled per iteration")
+    parser.add_argument("--max-frames", type=int, default=20000, help="feature frames per batch")
+    parser.add_argument("--limit", type=int, default=None, help="decode only the first N utterances")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--device", default="cpu")
+
+
+def run_decode(args: argparse.Namespace) -> dict[str, dict]:
+    """Decode and score; returns per method its error counts, rate, I+D and RTF."""
+    import torch
+
+    from kdlab.checkpoint import load_model_from_checkpoint
+    from kdlab.results import format_summary, write_results
+    from kdlab.search.decode import check_methods, decode
+    from kdlab.search.sets import audio_seconds, load_records, make_batches, resolve_set
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    model, tokenizer, cmvn, exp_cfg = load_model_from_checkpoint(args.ckpt, device=args.device)
+    check_methods(model, methods)
+    records = load_records(resolve_set(args.set, exp_cfg), limit=args.limit)
+    ids, refs, hyps = [], [], {m: [] for m in methods}
+    timings: dict[str, float] = {}
+    audio = 0.0
+    for batch in make_batches(records, tokenizer, cmvn, args.max_frames):
+        out = decode(model, batch, methods, timings=timings, beam=args.beam, ctc_weight=args.ctc_weight,
+                     p_thr=args.p_thr, K=args.K)
+        ids += batch["ids"]
+        refs += batch["texts"]
+        audio += audio_seconds(batch)
+        for m in methods:
+            hyps[m] += [tokenizer.decode(y) for y in out[m]]
+    summary = {}
+    for m in methods:
+        stats = write_results(args.out, m, ids, refs, hyps[m], tokenizer.unit)
+        rtf = (timings["encoder"] + timings[m]) / audio
+        print(f"{m}: {format_summary(stats, tokenizer.unit)} RTF {rtf:.4f}")
+        summary[m] = {"rate": stats.rate, "sub": stats.sub, "ins": stats.ins, "del": stats.dele,
+                      "i_plus_d": stats.i_plus_d, "n_ref": stats.n_ref, "rtf": rtf,
+                      "unit": tokenizer.unit, "utts": len(ids)}
+    return summary
+
+
+def main(args: argparse.Namespace) -> int:
+    from kdlab.checkpoint import CheckpointError
+    from kdlab.search.sets import SetError
+
+    try:
+        summary = run_decode(args)
+    except (CheckpointError, SetError, ValueError) as err:
+        print(f"kdlab decode: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return 0

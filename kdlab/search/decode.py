@@ -1,0 +1,130 @@
+"""``decode(model, batch, methods)``: one encoder pass, several search methods.
+
+Method names: ``ctc_greedy``, ``ctc_prefix_beam`` (``ctc_prefix_beam5`` sets the beam), ``attention_beam``
+(AR models: joint CTC/attention, ``attention_beam10``), ``maskctc_greedy``, ``maskctc_beam``
+(Mask-CTC models: Algorithm 1, ``maskctc_beam5``). A trailing number overrides the ``beam`` option.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from kdlab.search.attention import StepFn, joint_beam_search
+from kdlab.search.ctc import ctc_greedy, ctc_prefix_beam
+from kdlab.search.maskctc import MLMFn, maskctc_greedy
+from kdlab.search.maskctc_beam import maskctc_beam
+
+BASE_METHODS = ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "maskctc_greedy", "maskctc_beam")
+BEAM_METHODS = ("ctc_prefix_beam", "attention_beam", "maskctc_beam")
+AR_ONLY = ("attention_beam",)
+MASKCTC_ONLY = ("maskctc_greedy", "maskctc_beam")
+_NAME = re.compile(r"^([a-z_]+?)(\d+)?$")
+
+
+@dataclass
+class DecodeOptions:
+    beam: int = 10  # beam size (paper: 10 for the AR joint search and Mask-CTC Algorithm 1)
+    ctc_weight: float = 0.3  # λ of the joint CTC/attention score (paper Sec. 4.2)
+    p_thr: float = 0.99  # Mask-CTC confidence threshold
+    K: int = 2  # Mask-CTC tokens filled per iteration
+    maxlen_ratio: float = 1.0  # AR: max output length = ratio × encoder frames
+
+
+def parse_method(name: str) -> tuple[str, int | None]:
+    """``"maskctc_beam5"`` -> ``("maskctc_beam", 5)``; raises ``ValueError`` for unknown names."""
+    m = _NAME.match(name.strip())
+    base, num = (m.group(1), m.group(2)) if m else (name, None)
+    if base not in BASE_METHODS or (num is not None and base not in BEAM_METHODS):
+        raise ValueError(f"unknown decoding method {name!r}; expected one of {BASE_METHODS} "
+                         f"(beam methods may end in a beam size, e.g. maskctc_beam5)")
+    if num is not None and int(num) < 1:
+        raise ValueError(f"decoding method {name!r}: beam size must be >= 1")
+    return base, None if num is None else int(num)
+
+
+def check_methods(model: torch.nn.Module, methods: list[str]) -> None:
+    """Raise ``ValueError`` if a method does not fit the model kind (AR vs Mask-CTC)."""
+    for name in methods:
+        base, _ = parse_method(name)
+        if base in AR_ONLY and not hasattr(model, "decoder_step"):
+            raise ValueError(f"method {name!r} needs an AR model (with decoder_step)")
+        if base in MASKCTC_ONLY and not hasattr(model, "mlm_logits"):
+            raise ValueError(f"method {name!r} needs a Mask-CTC model (with mlm_logits)")
+
+
+def make_step_fn(model: Any, enc: torch.Tensor, enc_lens: torch.Tensor) -> StepFn:
+    """Wrap ``model.decoder_step`` for :func:`joint_beam_search`; re-indexes ``enc`` only when rows change."""
+    memo: dict[str, torch.Tensor] = {}
+
+    def step(ys: torch.Tensor, rows: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
+        if "rows" not in memo or not torch.equal(memo["rows"], rows):
+            memo.update(rows=rows, enc=enc[rows], lens=enc_lens[rows])
+        return model.decoder_step(ys, memo["enc"], memo["lens"], cache)
+
+    return step
+
+
+def make_mlm_fn(model: Any, enc: torch.Tensor, enc_lens: torch.Tensor) -> MLMFn:
+    """Wrap ``model.mlm_logits`` for the Mask-CTC searches (rows = utterance of each sequence)."""
+
+    def mlm(ys: torch.Tensor, ys_lens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return model.mlm_logits(enc[rows], enc_lens[rows], ys, ys_lens)
+
+    return mlm
+
+
+def run_method(
+    name: str, model: Any, enc: torch.Tensor, enc_lens: torch.Tensor, ctc_logp: torch.Tensor,
+    opts: DecodeOptions,
+) -> list[list[int]]:
+    """Apply one method to an encoded batch; returns the best token ids per utterance."""
+    base, num = parse_method(name)
+    beam = num or opts.beam
+    if base == "ctc_greedy":
+        return [r.tokens for r in ctc_greedy(ctc_logp, enc_lens)]
+    if base == "ctc_prefix_beam":
+        return [hyps[0].tokens for hyps in ctc_prefix_beam(ctc_logp, enc_lens, beam=beam)]
+    if base == "attention_beam":
+        found = joint_beam_search(ctc_logp, enc_lens, make_step_fn(model, enc, enc_lens), beam=beam,
+                                  ctc_weight=opts.ctc_weight, nbest=1, maxlen_ratio=opts.maxlen_ratio)
+        return [hyps[0].tokens for hyps in found]
+    mlm = make_mlm_fn(model, enc, enc_lens)
+    if base == "maskctc_greedy":
+        return maskctc_greedy(ctc_logp, enc_lens, mlm, p_thr=opts.p_thr, K=opts.K)
+    found = maskctc_beam(ctc_logp, enc_lens, mlm, beam=beam, p_thr=opts.p_thr, K=opts.K)
+    return [hyps[0].tokens for hyps in found]
+
+
+def decode(
+    model: Any, batch: dict, methods: list[str], timings: dict[str, float] | None = None, **opts: Any
+) -> dict[str, list[list[int]]]:
+    """Encode ``batch`` once and decode it with every method in ``methods``.
+
+    ``opts`` are :class:`DecodeOptions` fields (beam, ctc_weight, p_thr, K, maxlen_ratio). If ``timings``
+    is given, seconds are added under ``"encoder"`` and under each method name.
+    Returns ``{method: [token ids per utterance]}`` in batch order.
+    """
+    options = DecodeOptions(**opts)
+    check_methods(model, methods)
+    dev = next(model.parameters()).device
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        enc, enc_lens = model.encode(batch["feats"].to(dev), batch["feat_lens"].to(dev))  # (B, T', D)
+        ctc_logp = model.ctc_log_probs(enc)  # (B, T', V)
+        _add(timings, "encoder", t0)
+        out = {}
+        for name in methods:
+            t0 = time.perf_counter()
+            out[name] = run_method(name, model, enc, enc_lens, ctc_logp, options)
+            _add(timings, name, t0)
+    return out
+
+
+def _add(timings: dict[str, float] | None, key: str, t0: float) -> None:
+    if timings is not None:
+        timings[key] = timings.get(key, 0.0) + time.perf_counter() - t0

@@ -1,0 +1,137 @@
+"""Joint CTC/attention beam search against brute force on a toy deterministic decoder."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kdlab.data.tokenizer import BLANK, MASK, SOS_EOS
+from kdlab.search.attention import index_cache, joint_beam_search
+from kdlab.search.ctc_prefix_score import CTCPrefixScorer
+
+V = 7  # 0 blank, 1 unk, 2 sos/eos, 3 mask, 4..6 regular
+OUTPUTS = [1, 4, 5, 6]
+
+
+class ToyDecoder:
+    """log p(next | prefix) from a fixed table indexed by (last token, position, utterance)."""
+
+    def __init__(self, seed: int, n_utts: int = 2) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.table = torch.randn(n_utts, V, 8, V, generator=g) * 2
+        self.calls = 0
+
+    def step(self, ys: torch.Tensor, rows: torch.Tensor, cache):
+        self.calls += 1
+        logits = self.table[rows, ys[:, -1], ys.shape[1] - 1].clone()  # (N, V)
+        logits[:, [BLANK, MASK]] = -1e9
+        steps = ys.shape[1] if cache is None else cache["steps"] + 1
+        assert cache is None or torch.equal(cache["ys"], ys[:, :-1])  # the cache follows the beam
+        return logits.log_softmax(-1), {"ys": ys.clone(), "steps": steps}
+
+    def att_score(self, utt: int, y: tuple[int, ...]) -> float:
+        ys, total = [SOS_EOS], 0.0
+        for c in (*y, SOS_EOS):
+            logp, _ = self.step(torch.tensor([ys]), torch.tensor([utt]), None)
+            total += float(logp[0, c])
+            ys.append(c)
+        return total
+
+
+def ctc_score(logp: torch.Tensor, y: tuple[int, ...]) -> float:
+    T = logp.shape[0]
+    if not y:
+        return float(logp[:, BLANK].sum())
+    return -float(F.ctc_loss(logp[:, None], torch.tensor([y]), torch.tensor([T]), torch.tensor([len(y)]),
+                             reduction="sum", zero_infinity=False))
+
+
+def brute_force(dec: ToyDecoder, utt: int, logp: torch.Tensor, lam: float, maxlen: int) -> list:
+    scored = []
+    for n in range(1, maxlen + 1):
+        for y in itertools.product(OUTPUTS, repeat=n):
+            s = (1 - lam) * dec.att_score(utt, y)
+            if lam > 0:
+                s += lam * ctc_score(logp, y)
+            if s > float("-inf"):
+                scored.append((s, list(y)))
+    return sorted(scored, reverse=True)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3])
+def test_large_beam_equals_brute_force(lam):
+    torch.manual_seed(1)
+    dec = ToyDecoder(seed=3)
+    T = 4
+    ctc = torch.randn(2, T, V, dtype=torch.float64)
+    ctc[:, :, MASK] = -30.0
+    ctc = ctc.log_softmax(-1)
+    lens = torch.tensor([T, 3])
+    found = joint_beam_search(ctc, lens, dec.step, beam=200, ctc_weight=lam, nbest=5)
+    for u in range(2):
+        exact = brute_force(dec, u, ctc[u, : lens[u]], lam, maxlen=int(lens[u]))[:5]
+        assert [h.tokens for h in found[u]] == [y for _, y in exact]
+        assert [h.score for h in found[u]] == pytest.approx([s for s, _ in exact], abs=1e-6)
+        for h in found[u]:
+            assert h.att_score == pytest.approx(dec.att_score(u, tuple(h.tokens)), abs=1e-5)
+            if lam > 0:
+                assert h.ctc_score == pytest.approx(ctc_score(ctc[u, : lens[u]], tuple(h.tokens)), abs=1e-6)
+
+
+def test_nbest_sorted_distinct_nonempty_and_batched_like_single():
+    dec = ToyDecoder(seed=5)
+    torch.manual_seed(0)
+    ctc = torch.randn(2, 6, V).log_softmax(-1)
+    lens = torch.tensor([6, 4])
+    found, traces = joint_beam_search(ctc, lens, dec.step, beam=4, ctc_weight=0.3, trace=True)
+    for u, hyps in enumerate(found):
+        assert 1 <= len(hyps) <= 4
+        scores = [h.score for h in hyps]
+        assert scores == sorted(scores, reverse=True)
+        assert len({tuple(h.tokens) for h in hyps}) == len(hyps)
+        assert all(1 <= len(h.tokens) <= int(lens[u]) for h in hyps)
+        assert all(t not in (BLANK, SOS_EOS, MASK) for h in hyps for t in h.tokens)
+        assert traces[u].steps and all(len(s.running) <= 4 for s in traces[u].steps)
+        # one utterance alone gives the same N-best
+        alone = joint_beam_search(ctc[u : u + 1, : lens[u]], lens[u : u + 1],
+                                  lambda ys, rows, c, u=u: dec.step(ys, rows + u, c), beam=4, ctc_weight=0.3)
+        assert [h.tokens for h in alone[0]] == [h.tokens for h in hyps]
+
+
+def test_maxlen_and_min_length():
+    dec = ToyDecoder(seed=2)
+    dec.table[:, :, :, SOS_EOS] = 10.0  # <eos> is by far the most likely next token
+    ctc = torch.randn(1, 3, V).log_softmax(-1)
+    hyps = joint_beam_search(ctc, torch.tensor([3]), dec.step, beam=3, ctc_weight=0.0, maxlen_ratio=1.0)[0]
+    assert all(len(h.tokens) == 1 for h in hyps)  # never empty, ends as soon as allowed
+    dec2 = ToyDecoder(seed=2)
+    dec2.table[:, :, :, SOS_EOS] = -20.0  # never wants to stop: forced at maxlen = T' = 3
+    hyps = joint_beam_search(ctc, torch.tensor([3]), dec2.step, beam=3, ctc_weight=0.0)[0]
+    assert all(len(h.tokens) == 3 for h in hyps)
+
+
+def test_prefix_scorer_vectorised_equals_ctc_loss():
+    torch.manual_seed(4)
+    ctc = torch.randn(1, 6, V, dtype=torch.float64).log_softmax(-1)
+    sc = CTCPrefixScorer(ctc, torch.tensor([6]))
+    rows = torch.tensor([0])
+    st = sc.initial(rows)
+    for y in ([4], [4, 4], [4, 4, 5]):
+        psi = sc.prefix_scores(st, rows, torch.tensor([[y[-1]]]))
+        st = sc.advance(st, rows, torch.tensor([y[-1]]), psi[:, 0])
+        assert float(sc.full_score(st, rows)[0]) == pytest.approx(ctc_score(ctc[0], tuple(y)), abs=1e-9)
+    # psi(y) = Σ over all label sequences starting with y of p_ctc (brute force over sequences up to T)
+    total = sum(torch.tensor(ctc_score(ctc[0], (4, 4, 5) + rest)).exp()
+                for n in range(0, 4) for rest in itertools.product(range(1, V), repeat=n))
+    assert float(st.psi[0]) == pytest.approx(float(torch.log(total)), abs=1e-6)
+
+
+def test_index_cache_and_errors():
+    cache = [{"k": torch.arange(6).view(3, 2)}, (torch.arange(3),)]
+    out = index_cache(cache, torch.tensor([2, 0]))
+    assert out[0]["k"].tolist() == [[4, 5], [0, 1]] and out[1][0].tolist() == [2, 0]
+    with pytest.raises(TypeError, match="cache"):
+        index_cache({"k": "x"}, torch.tensor([0]))
+    with pytest.raises(ValueError, match="ctc_weight"):
+        joint_beam_search(torch.zeros(1, 2, V), torch.tensor([2]), ToyDecoder(0).step, ctc_weight=1.5)
