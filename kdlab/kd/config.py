@@ -1,0 +1,94 @@
+"""Configuration of knowledge transfer and distillation from an AR teacher to a NAR student (Section 3.2).
+
+The loss weights follow eq 10 and eq 13:
+
+    L = L_jca(student) + γ_enc·(β_F·L_F-KD + β_S·L_S-KD)_enc + γ_dec·(β_F·L_F-KD + β_S·L_S-KD)_dec
+
+The paper trains in two stages (Section 4.2): stage 1 from scratch with frame-level KD only (β_F = 1, β_S = 0,
+γ_enc = 0.5, γ_dec = 0.3; 80 epochs), stage 2 fine-tunes with sequence-level KD added (β_F = β_S = 1,
+γ_enc = γ_dec = 0.5; 20 epochs). The N-best list Ω of eq 8–9 has |Ω| = 10 from the teacher's joint
+CTC/attention beam search (beam 10, CTC weight 0.3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+ON_MISMATCH = ("error", "recompute")
+ENC_FRAME_NORMS = ("utterance", "frame")
+
+
+@dataclass
+class KDConfig:
+    """Knowledge-distillation settings; round-trips through a plain dict (YAML)."""
+
+    enabled: bool = False            # off: the student trains on L_jca (eq 6) alone
+    teacher: str = ""                # path of the AR teacher checkpoint (epoch-N.pt or an average)
+    beta_f: float = 1.0              # β_F, frame-level KD weight (eq 10)
+    beta_s: float = 0.0              # β_S, sequence-level KD weight (eq 10)
+    gamma_enc: float = 0.5           # γ_enc, encoder (CTC) KD weight (eq 13)
+    gamma_dec: float = 0.3           # γ_dec, decoder (CMLM) KD weight (eq 13)
+    nbest: int = 10                  # |Ω|, hypotheses kept per utterance (eq 8–9)
+    beam: int = 10                   # teacher beam size for the N-best search
+    ctc_weight: float = 0.3          # CTC weight in the teacher's joint CTC/attention search
+    nbest_cache: str = ""            # N-best cache file (JSON lines); "" → <run_dir>/nbest.jsonl
+    on_mismatch: str = "error"       # cache built by another teacher/tokenizer: "error" | "recompute"
+    enc_frame_norm: str = "utterance"  # eq 7: "utterance" (Σ_t, mean over utterances) | "frame" (frame mean)
+    nbest_max_frames: int = 8000     # padded feature frames per batch of the teacher's N-best search
+    seed: int = 0                    # seed of the hypothesis masking of eq 12
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field when a setting is out of range."""
+        for name in ("beta_f", "beta_s", "gamma_enc", "gamma_dec"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"KDConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("nbest", "beam", "nbest_max_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"KDConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.nbest > self.beam:
+            raise ValueError(f"KDConfig.nbest ({self.nbest}) cannot exceed KDConfig.beam ({self.beam})")
+        if not 0.0 <= self.ctc_weight <= 1.0:
+            raise ValueError(f"KDConfig.ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        if self.on_mismatch not in ON_MISMATCH:
+            raise ValueError(f"KDConfig.on_mismatch must be one of {ON_MISMATCH}, got {self.on_mismatch!r}")
+        if self.enc_frame_norm not in ENC_FRAME_NORMS:
+            raise ValueError(
+                f"KDConfig.enc_frame_norm must be one of {ENC_FRAME_NORMS}, got {self.enc_frame_norm!r}"
+            )
+        if self.enabled and not self.teacher:
+            raise ValueError("KDConfig.enabled is true but KDConfig.teacher (checkpoint path) is empty")
+
+    @property
+    def uses_nbest(self) -> bool:
+        """Sequence-level KD (eq 8, 12) needs the teacher's N-best lists."""
+        return self.enabled and self.beta_s > 0 and (self.gamma_enc > 0 or self.gamma_dec > 0)
+
+    @classmethod
+    def stage1(cls, teacher: str, **overrides: Any) -> KDConfig:
+        """Paper stage 1: frame-level KD from scratch (β_F=1, β_S=0, γ_enc=0.5, γ_dec=0.3; 80 epochs)."""
+        base = dict(enabled=True, teacher=str(teacher), beta_f=1.0, beta_s=0.0, gamma_enc=0.5, gamma_dec=0.3)
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def stage2(cls, teacher: str, **overrides: Any) -> KDConfig:
+        """Paper stage 2: add sequence-level KD (β_F=β_S=1, γ_enc=γ_dec=0.5; 20 epochs fine-tuning)."""
+        base = dict(enabled=True, teacher=str(teacher), beta_f=1.0, beta_s=1.0, gamma_enc=0.5, gamma_dec=0.5)
+        return cls(**{**base, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> KDConfig:
+        """Build from a dict (e.g. the `kd:` section of a YAML file); unknown keys raise ValueError."""
+        d = dict(d or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown KD config key(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
