@@ -27,11 +27,12 @@ from kdlab.data.synth.render import SAMPLE_RATE, Plan, init_worker, render
 DEFAULT_TRAIN_HOURS = 0.6
 DEFAULT_DEV = 150
 DEFAULT_TEST = 150
-VERSION = 2  # bump when the same parameters would give different audio or text
+VERSION = 3  # bump when the same parameters would give different audio or text
 SPLITS = ("train", "dev", "test")  # planning order: dev/test avoid train sentences (and, zh, unseen chars)
 P_REVERB, P_NOISE = 0.3, 0.8
 NOISE_WEIGHTS = {"white": 0.25, "pink": 0.35, "babble": 0.4}
 SNR_DB, RT60_S, DRR_DB, LEVEL_DBFS = (5.0, 30.0), (0.15, 0.7), (0.0, 12.0), (-32.0, -18.0)
+FLOOR_DBFS = (-75.0, -60.0)  # noise floor under every utterance (digital silence would give log(0) fbank)
 MAX_TRIES = 200_000  # sentence draws per utterance before giving up
 UNKNOWN_PHONEMES = {"@:11"}  # what espeak cmn says for a character it does not know
 
@@ -75,7 +76,7 @@ def plan_utterance(uid: str, path: Path, sentence: Sentence, rng: random.Random,
         lead_s=round(rng.uniform(0.05, 0.4), 3), trail_s=round(rng.uniform(0.05, 0.4), 3),
         rt60=round(rng.uniform(*RT60_S), 3) if reverb else 0.0, drr_db=round(rng.uniform(*DRR_DB), 2),
         noise=noise, snr_db=round(rng.uniform(*SNR_DB), 2), level_dbfs=round(rng.uniform(*LEVEL_DBFS), 2),
-        noise_seed=rng.getrandbits(32),
+        floor_dbfs=round(rng.uniform(*FLOOR_DBFS), 2), noise_seed=rng.getrandbits(32),
     )
 
 
@@ -176,6 +177,7 @@ def _build_info(lang: str, params: dict, recs: dict[str, list[dict]], seconds: f
         + ("; dev/test use only characters that occur in train" if lang == "zh" else ""),
         "augmentation": {"p_noise": P_NOISE, "noise_weights": NOISE_WEIGHTS, "snr_db": SNR_DB,
                          "p_reverb": P_REVERB, "rt60_s": RT60_S, "drr_db": DRR_DB, "level_dbfs": LEVEL_DBFS,
+                         "floor_dbfs": FLOOR_DBFS,
                          "rate_wpm": voices.RATE_WPM, "pitch": voices.PITCH,
                          "pitch_range": voices.PITCH_RANGE},
         "build": {"seconds": round(seconds, 2), "speed_x_realtime": round(audio_s / max(seconds, 1e-9), 1),

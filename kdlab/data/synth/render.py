@@ -39,6 +39,7 @@ class Plan:
     noise: str  # "" | white | pink | babble
     snr_db: float
     level_dbfs: float
+    floor_dbfs: float  # white microphone noise floor (absolute level): no recording is digitally silent
     noise_seed: int
     lang: str
 
@@ -98,6 +99,7 @@ def render(plan: Plan) -> tuple[str, int]:
         whole_vs_speech = augment.rms(wave) / augment.rms(speech)
         wave = augment.add_noise(wave, noise, plan.snr_db + 20 * np.log10(whole_vs_speech))
     wave = augment.normalize_level(wave, plan.level_dbfs)
+    wave = wave + augment.white_noise(len(wave), rng) * 10 ** (plan.floor_dbfs / 20)  # microphone noise floor
     pcm = np.clip(np.round(wave * 32767.0), -32768, 32767).astype(np.int16)
     Path(plan.path).parent.mkdir(parents=True, exist_ok=True)
     sf.write(plan.path, pcm, SAMPLE_RATE, subtype="PCM_16", format="FLAC", compression_level=0.0)

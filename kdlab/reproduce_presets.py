@@ -1,0 +1,91 @@
+"""Presets of ``kdlab reproduce``: corpus, model sizes, epochs and decoding of the paper's experiment.
+
+Paper (Section 4.2): AR teacher M (AISHELL-1) / L (LibriSpeech); NAR students at the teacher's size and
+~9× smaller (XS / S); stage 1 (F-KD) 80 epochs from scratch, stage 2 (+S-KD) 20 epochs of fine-tuning;
+the last 5 checkpoints averaged; AR joint CTC/attention beam 10 (CTC weight 0.3); Mask-CTC beam B = 10,
+p_thr = 0.99, K = 2. The mini presets shrink all of it so that the whole run fits a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    kind: str  # synth | librispeech | aishell
+    lang: str  # en | zh
+    hours: float = 0.6  # synth: training hours
+    n_dev: int = 150  # synth: dev utterances
+    n_test: int = 150  # synth: test utterances
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ReproducePreset:
+    name: str
+    corpus: CorpusSpec
+    tokenizer: str  # char | bpe
+    vocab_size: int  # BPE size incl. specials (ignored for char)
+    teacher: str  # model preset of the AR teacher
+    students: dict[str, str]  # {"same": preset, "smaller": preset}
+    teacher_epochs: int
+    student_epochs: int  # baseline and stage-1 F-KD epochs (paper: 80)
+    finetune_epochs: int  # stage-2 ++S-KD epochs (paper: 20); baseline continues for as many
+    lr: float = 3e-3
+    warmup_steps: int = 150
+    finetune_lr: float = 5e-4
+    max_frames: int = 4000
+    speed_perturb: bool = False  # paper: AISHELL-1 only
+    specaug: bool = True  # paper: both corpora
+    average_last: int = 5
+    nbest: int = 10  # |Ω| of eq 8-9
+    beams: tuple[int, ...] = (1, 5, 10)  # Table 3
+    rtf_utts: int = 0  # 0: every test utterance in the one-thread RTF measurement
+    train: dict = field(default_factory=dict)  # extra TrainConfig fields
+
+
+MINI_EN = ReproducePreset(
+    name="mini-en",
+    corpus=CorpusSpec(kind="synth", lang="en"),
+    tokenizer="bpe",
+    vocab_size=64,  # 0.6 h of speech: a few merges over the letters (BPE 300 leaves CTC on its plateau)
+    teacher="mini-teacher",
+    students={"same": "mini-teacher", "smaller": "mini-student"},
+    teacher_epochs=15,
+    student_epochs=10,
+    finetune_epochs=2,
+    # ~15 epochs of 0.6 h: SpecAugment keeps CTC on its blank plateau past that budget (dev CTC loss after
+    # 4 teacher epochs: 127 with it, 114 without), so the mini presets train without it.
+    specaug=False,
+)
+
+PRESETS: dict[str, ReproducePreset] = {
+    "mini-en": MINI_EN,
+    "mini-zh": replace(MINI_EN, name="mini-zh", corpus=CorpusSpec(kind="synth", lang="zh"), tokenizer="char",
+                       speed_perturb=True),
+    # A larger embedded run for a GPU machine (or a patient CPU): 5 h of mini-en, more epochs.
+    "mini-en-large": replace(MINI_EN, name="mini-en-large", corpus=CorpusSpec(kind="synth", lang="en", hours=5.0,
+                             n_dev=300, n_test=300), teacher_epochs=40, student_epochs=40, finetune_epochs=10,
+                             max_frames=40000, specaug=True),
+    # The paper's LibriSpeech set-up: teacher L, students L and S, BPE 5000 (GPU; torchrun for multi-GPU).
+    "librispeech": ReproducePreset(
+        name="librispeech", corpus=CorpusSpec(kind="librispeech", lang="en"), tokenizer="bpe",
+        vocab_size=5000, teacher="L", students={"same": "L", "smaller": "S"}, teacher_epochs=80,
+        student_epochs=80, finetune_epochs=20, lr=2e-3, warmup_steps=25000, finetune_lr=5e-4,
+        max_frames=200000, rtf_utts=200, train={"precision": "bf16", "accum_grad": 4},
+    ),
+    # The paper's AISHELL-1 set-up: teacher M, students M and XS, 4,233 characters, speed perturbation.
+    "aishell": ReproducePreset(
+        name="aishell", corpus=CorpusSpec(kind="aishell", lang="zh"), tokenizer="char", vocab_size=0,
+        teacher="M", students={"same": "M", "smaller": "XS"}, teacher_epochs=80, student_epochs=80,
+        finetune_epochs=20, lr=1e-3, warmup_steps=25000, finetune_lr=5e-4, max_frames=120000,
+        speed_perturb=True, rtf_utts=200, train={"precision": "bf16"},
+    ),
+}
+
+
+def get_preset(name: str) -> ReproducePreset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown reproduce preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
