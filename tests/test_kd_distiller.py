@@ -85,6 +85,22 @@ def test_distiller_stage2_sequence_terms_from_cache():
         Distiller(teacher, cfg, None)
 
 
+def test_distiller_state_resumes_the_eq12_masking_rng():
+    teacher, student, batch = tiny("ar").eval(), tiny("maskctc", seed=1), random_batch()
+    cache = NBestCache("t" * 64, "k" * 64, beam=2, nbest=2, ctc_weight=0.3)
+    cache.entries = {"a": [([5, 6, 7, 8], -1.0), ([5, 6], -2.0)], "b": [([8, 9, 10], -0.5), ([8], -1.5)]}
+    cfg = KDConfig.stage2("t.pt", nbest=2, beam=2, seed=7)
+    out = student_out(student, batch)
+    straight = Distiller(teacher, cfg, cache)
+    straight(student, batch, out)  # first batch
+    saved = straight.state_dict()
+    second = straight(student, batch, out)[1]["kd_dec_s"]
+    resumed = Distiller(teacher, cfg, cache)
+    resumed.load_state_dict(saved)
+    assert resumed(student, batch, out)[1]["kd_dec_s"] == pytest.approx(second, rel=1e-6)
+    assert Distiller(teacher, cfg, cache).state_dict() == {}
+
+
 def test_distiller_rejects_incompatible_students():
     teacher, batch = tiny("ar").eval(), random_batch()
     wrong_vocab = tiny("maskctc", vocab=V + 1)

@@ -116,6 +116,15 @@ class Distiller:
         logits = student.mlm_logits(enc, enc_lens, dec_in, lens)  # (M, S, V)
         return dec_seq_kd(logits, hyps, mask, w, batch_size)
 
+    def state_dict(self) -> dict:
+        """The eq-12 masking RNG, so that a resumed run draws the same masks as an uninterrupted one."""
+        return {} if self.generator is None else {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "generator" in state:
+            self.generator = torch.Generator().manual_seed(self.cfg.seed)
+            self.generator.set_state(state["generator"])
+
     def _generator(self, device: torch.device) -> torch.Generator:
         if self.generator is None or self.generator.device != device:
             self.generator = torch.Generator(device=device).manual_seed(self.cfg.seed)

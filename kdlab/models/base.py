@@ -9,6 +9,7 @@ from kdlab.data.tokenizer import BLANK, MASK, NUM_SPECIAL, SOS_EOS
 from kdlab.models.config import ModelConfig
 from kdlab.models.ctc import CTCHead, ctc_loss
 from kdlab.nn.conformer import ConformerEncoder
+from kdlab.nn.decoder import TransformerDecoder
 from kdlab.nn.masks import length_mask
 
 
@@ -34,6 +35,14 @@ def check_targets(tokens: torch.Tensor, token_lens: torch.Tensor, vocab_size: in
             f"batch items {bad}: target tokens must be <unk> (1) "
             f"or regular ids in [{NUM_SPECIAL}, {vocab_size})"
         )
+
+
+def make_decoder(cfg: ModelConfig, vocab_size: int, causal: bool) -> TransformerDecoder:
+    """The Transformer decoder of ``cfg``: causal for the AR model (eq 1–2), bidirectional CMLM (eq 4)."""
+    return TransformerDecoder(
+        vocab_size, cfg.d_model, cfg.heads, cfg.ffn_dim, cfg.dec_blocks, cfg.dropout, cfg.pos_dropout,
+        cfg.attn_dropout, causal=causal,
+    )
 
 
 class JointCTCModel(nn.Module):

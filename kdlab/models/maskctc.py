@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch
 
 from kdlab.data.tokenizer import IGNORE_ID, MASK
-from kdlab.models.base import JointCTCModel
+from kdlab.models.base import JointCTCModel, make_decoder
 from kdlab.models.config import ModelConfig
 from kdlab.models.losses import label_smoothing_loss, token_accuracy
-from kdlab.nn.decoder import TransformerDecoder
 from kdlab.nn.masks import length_mask
 
 
@@ -36,17 +35,7 @@ class MaskCTCModel(JointCTCModel):
 
     def __init__(self, cfg: ModelConfig, vocab_size: int) -> None:
         super().__init__(cfg, vocab_size)
-        self.decoder = TransformerDecoder(
-            vocab_size,
-            cfg.d_model,
-            cfg.heads,
-            cfg.ffn_dim,
-            cfg.dec_blocks,
-            cfg.dropout,
-            cfg.pos_dropout,
-            cfg.attn_dropout,
-            causal=False,
-        )
+        self.decoder = make_decoder(cfg, vocab_size, causal=False)
 
     def mlm_logits(
         self, enc: torch.Tensor, enc_lens: torch.Tensor, ys_in: torch.Tensor, ys_lens: torch.Tensor
