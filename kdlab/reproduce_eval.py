@@ -20,13 +20,13 @@ def decode_once(ckpt: Path, set_name: str, methods: list[str], out: Path, thread
     import torch
 
     summary_path = out / "summary.json"
-    if summary_path.is_file():
-        cached = json.loads(summary_path.read_text())
-        if all(m in cached for m in methods):
-            return cached
+    cached = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    missing = [m for m in methods if m not in cached]
+    if not missing:
+        return cached
     from kdlab.search.commands import run_decode
 
-    args = argparse.Namespace(ckpt=str(ckpt), methods=",".join(methods), set=set_name, out=str(out), beam=10,
+    args = argparse.Namespace(ckpt=str(ckpt), methods=",".join(missing), set=set_name, out=str(out), beam=10,
                               ctc_weight=0.3, p_thr=0.99, K=2, max_frames=max_frames, limit=limit,
                               threads=threads, device="cpu")
     before = torch.get_num_threads()
@@ -34,6 +34,7 @@ def decode_once(ckpt: Path, set_name: str, methods: list[str], out: Path, thread
         summary = run_decode(args)
     finally:
         torch.set_num_threads(before)
+    summary = {**cached, **summary}
     out.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -44,16 +45,19 @@ def table1_method(kind: str) -> str:
     return "attention_beam10" if kind == "ar" else "maskctc_beam10"
 
 
+DIAGNOSTIC = "ctc_greedy"  # decoded beside every Table-1 method: the CTC branch alone, for analysis
+
+
 def evaluate_table1(root: Path, ckpts: dict[str, Path]) -> dict[str, dict[str, dict]]:
-    """{model name: {set: summary of its Table-1 method}} for the teacher and every student."""
+    """{model name: {set: summary of its Table-1 method, plus ``ctc_greedy``}} for every model."""
     results: dict[str, dict[str, dict]] = {}
     for name, ckpt in ckpts.items():
         method = table1_method("ar" if name == "ar" else "maskctc")
         results[name] = {}
         for set_name in ("dev", "test"):
-            log(f"decode: {name} {set_name} ({method})")
-            summary = decode_once(ckpt, set_name, [method], root / "decode" / name / set_name)
-            results[name][set_name] = summary[method]
+            log(f"decode: {name} {set_name} ({method}, {DIAGNOSTIC})")
+            summary = decode_once(ckpt, set_name, [method, DIAGNOSTIC], root / "decode" / name / set_name)
+            results[name][set_name] = {**summary[method], DIAGNOSTIC: summary[DIAGNOSTIC]}
     return results
 
 

@@ -27,7 +27,10 @@ def table1_records(preset: ReproducePreset, params: dict[str, int], t1: dict[str
         return {"corpus": preset.name, "table": 1, "model": model, "size": size, "criterion": criterion,
                 "run": name, "params": params[name], "metric": metric, "dev_error": round(dev["rate"], 2),
                 "dev_i_plus_d": round(dev["i_plus_d"], 2), "test_error": round(test["rate"], 2),
-                "test_i_plus_d": round(test["i_plus_d"], 2), "beam": beam, "rtf": None}
+                "test_i_plus_d": round(test["i_plus_d"], 2), "beam": beam, "rtf": None,
+                "dev_cer": _round(dev.get("cer")), "test_cer": _round(test.get("cer")),
+                "dev_ctc_greedy_error": _round(dev.get("ctc_greedy", {}).get("rate")),
+                "test_ctc_greedy_error": _round(test.get("ctc_greedy", {}).get("rate"))}
 
     rows = [record("ar", "AR", preset.teacher, "L_jca", 10)]
     for size in preset.students:
@@ -88,6 +91,9 @@ def table1_markdown(rows: list[dict]) -> str:
     cols = [("model", "Method"), ("criterion", "Criterion"), ("params", "#Params"),
             ("dev_i_plus_d", "Dev I+D"), ("dev_error", f"Dev {m}"), ("dev_rel_reduction", "Dev rel. %"),
             ("test_i_plus_d", "Test I+D"), ("test_error", f"Test {m}"), ("test_rel_reduction", "Test rel. %")]
+    if m == "WER":
+        cols += [("dev_cer", "Dev CER"), ("test_cer", "Test CER")]
+    cols += [("dev_ctc_greedy_error", f"Dev {m} (CTC greedy)"), ("test_ctc_greedy_error", f"Test {m} (CTC greedy)")]
     return markdown_table(view, cols)
 
 

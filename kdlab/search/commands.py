@@ -38,6 +38,7 @@ def run_decode(args: argparse.Namespace) -> dict[str, dict]:
     import torch
 
     from kdlab.checkpoint import load_model_from_checkpoint
+    from kdlab.metrics import error_rate
     from kdlab.results import format_summary, write_results
     from kdlab.search.decode import check_methods, decode
     from kdlab.search.sets import audio_seconds, load_records, make_batches, resolve_set
@@ -66,7 +67,8 @@ def run_decode(args: argparse.Namespace) -> dict[str, dict]:
         print(f"{m}: {format_summary(stats, tokenizer.unit)} RTF {rtf:.4f}")
         summary[m] = {"rate": stats.rate, "sub": stats.sub, "ins": stats.ins, "del": stats.dele,
                       "i_plus_d": stats.i_plus_d, "n_ref": stats.n_ref, "rtf": rtf,
-                      "unit": tokenizer.unit, "utts": len(ids)}
+                      "unit": tokenizer.unit, "utts": len(ids),
+                      "cer": error_rate(refs, hyps[m], "char").rate}  # CER also for word-scored sets
     return summary
 
 
