@@ -158,6 +158,16 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def validated_from_dict(cls: type, data: Any, key: str) -> Any:
+    """``from_dict`` for a dataclass that validates its own ranges: its ValueError becomes a ConfigError."""
+    try:
+        return from_dict(cls, data, key)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(f"{key}: {err}") from None
+
+
 def to_dict(obj: Any) -> Any:
     """Plain nested dict/list/scalars of a (nested) dataclass, ready for YAML or a checkpoint."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -176,12 +186,7 @@ def _kd_from_dict(data: Any) -> Any:
         from kdlab.kd.config import KDConfig
     except ImportError as err:
         raise ConfigError(f"kd: a kd section needs kdlab.kd.config, which is unavailable ({err})") from err
-    try:
-        return from_dict(KDConfig, data, "kd")
-    except ConfigError:
-        raise
-    except ValueError as err:  # KDConfig validates its own ranges
-        raise ConfigError(f"kd: {err}") from None
+    return validated_from_dict(KDConfig, data, "kd")
 
 
 def config_from_dict(data: dict) -> ExperimentConfig:
@@ -296,9 +301,4 @@ def resolve_model_config(section: ModelSection) -> Any:
     else:
         base = {}
     base.update(section.config)
-    try:
-        return from_dict(ModelConfig, base, "model.config")
-    except ConfigError:
-        raise
-    except ValueError as err:  # ModelConfig validates its own ranges
-        raise ConfigError(f"model.config: {err}") from None
+    return validated_from_dict(ModelConfig, base, "model.config")
