@@ -85,6 +85,7 @@ def base_config(preset: ReproducePreset, corpus: Path, kind: str, model: str, ep
 
 def train_stage(name: str, cfg_dict: dict, run_dir: Path) -> Path:
     """Train (or resume, or skip) one run; returns its averaged checkpoint."""
+    from kdlab.checkpoint import epoch_checkpoints
     from kdlab.config import config_from_dict
     from kdlab.train import fit
 
@@ -95,7 +96,7 @@ def train_stage(name: str, cfg_dict: dict, run_dir: Path) -> Path:
     log(f"{name}: training {cfg.model.kind} {cfg.model.preset} for {cfg.train.epochs} epochs in {run_dir}")
     started = time.perf_counter()
     result = fit(cfg, run_dir, resume=True)
-    ckpt = Path(result.get("averaged") or sorted(run_dir.glob("epoch-*.pt"))[-1])
+    ckpt = Path(result.get("averaged") or epoch_checkpoints(run_dir)[-1])  # epoch-10 after epoch-9
     mark_done(run_dir, {"checkpoint": str(ckpt), "seconds": round(time.perf_counter() - started, 1),
                         "dev_loss": result.get("dev_loss"), "dev_acc": result.get("dev_acc")})
     return ckpt
