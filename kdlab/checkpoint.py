@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
+PRETRAINED_PREFIX = "pretrained:"  # pretrained:<corpus>/<name> names a shipped model (kdlab.pretrained)
 
 
 class CheckpointError(RuntimeError):
@@ -65,9 +66,21 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def resolve_checkpoint_path(path: str | Path) -> Path:
+    """The file a checkpoint argument names: ``pretrained:<corpus>/<name>`` gives that shipped model's
+    ``model.pt`` (sha256 checked against its card), anything else is a path."""
+    if isinstance(path, str) and path.startswith(PRETRAINED_PREFIX):
+        from kdlab.pretrained import verified_model_file
+
+        return verified_model_file(path)
+    return Path(path)
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``; unsafe or broken files raise CheckpointError."""
-    path = Path(path)
+    """Load a checkpoint with ``weights_only=True``; unsafe or broken files raise CheckpointError.
+
+    ``path`` may be ``pretrained:<corpus>/<name>`` (its ``model.pt``: float16 weights)."""
+    path = resolve_checkpoint_path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
@@ -188,7 +201,12 @@ def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "c
     """``(model, tokenizer, cmvn, exp_cfg)`` for a checkpoint in a run folder; model in eval mode.
 
     The run folder next to the checkpoint provides ``config.yaml``, ``tokenizer/`` and ``cmvn.json``.
+    ``path`` may also name a shipped model, ``pretrained:<corpus>/<name>`` (see :mod:`kdlab.pretrained`).
     """
+    if isinstance(path, str) and path.startswith(PRETRAINED_PREFIX):
+        from kdlab.pretrained import load_spec
+
+        return load_spec(path, device)
     from kdlab.config import load_config, resolve_model_config
     from kdlab.data.features import GlobalCMVN
     from kdlab.data.tokenizer import load_tokenizer

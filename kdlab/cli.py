@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("kdlab.search.commands", "decode a set with one or more search methods, write results"),
     "align": ("kdlab.search.align_cli", "CTC forced alignment of one utterance"),
     "bench": ("kdlab.bench", "benchmarks: decode speed ratios / RTF, training throughput"),
+    "pretrained": ("kdlab.pretrained_cli", "shipped pretrained models: list, card, export"),
     "reproduce": ("kdlab.reproduce", "run the paper's experiment end to end (resumable)"),
 }
 

@@ -199,6 +199,21 @@ def test_corpus_layout_and_info(tiny_en):
     assert len(set(texts)) == len(texts)  # no sentence shared between splits
 
 
+def test_clean_and_other_sets(tiny_en):
+    """dev/test are clean like LibriSpeech dev-clean/test-clean; dev-other/test-other are degraded."""
+    out, info = tiny_en
+    assert set(info["splits"]) == {"train", "dev", "test", "dev-other", "test-other"}
+    for split in ("dev", "test", "dev-other", "test-other"):
+        recs = [json.loads(line) for line in (out / f"{split}.jsonl").read_text().splitlines()]
+        assert len(recs) == 3
+        degraded = sum(r["condition"] != "clean" for r in recs)
+        assert degraded == 0 if "other" not in split else degraded >= 2  # other: P(clean) = 0.1 * 0.6
+        group = "dev" if split.startswith("dev") else "test"
+        assert {r["voice"] for r in recs} <= set(info["splits"][group]["voices_planned"])
+    assert info["splits"]["test-other"]["acoustics"]["p_noise"] >= 0.9
+    assert info["splits"]["train"]["acoustics"]["p_noise"] <= 0.3
+
+
 def test_same_seed_same_bytes_and_skip_rebuild(tiny_en, tmp_path, capsys):
     out, info = tiny_en
     again = synthesize_corpus(tmp_path / "again", "en", seed=3, n_train=10, n_dev=3, n_test=3, workers=1)

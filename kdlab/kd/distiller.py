@@ -200,9 +200,10 @@ def build_distiller(kd_cfg: KDConfig, run_dir: str | Path, train_manifest: Any,
 def _nbest_cache(kd_cfg: KDConfig, run_dir: Path, train_manifest: Any, teacher: torch.nn.Module,
                  tokenizer: Any, t_cmvn: Any, device: torch.device | str, log: Callable[[str], None]
                  ) -> NBestCache:
+    from kdlab.checkpoint import resolve_checkpoint_path
     from kdlab.data.dataset import make_loader
 
-    teacher_path = Path(kd_cfg.teacher)
+    teacher_path = resolve_checkpoint_path(kd_cfg.teacher)
     expected = NBestCache(sha256_file(teacher_path), sha256_dir(teacher_path.parent / "tokenizer"),
                           kd_cfg.beam, kd_cfg.nbest, kd_cfg.ctc_weight)
     loader = make_loader(train_manifest, tokenizer, t_cmvn, kd_cfg.nbest_max_frames, train=False,

@@ -63,6 +63,7 @@ class JointCTCModel(nn.Module):
             cfg.dropout,
             cfg.pos_dropout,
             cfg.attn_dropout,
+            subsample_channels=cfg.subsample_channels,
         )
         self.ctc = CTCHead(cfg.d_model, vocab_size)
 

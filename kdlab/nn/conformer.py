@@ -93,9 +93,10 @@ class ConformerEncoder(nn.Module):
         dropout: float,
         pos_dropout: float,
         attn_dropout: float,
+        subsample_channels: int = 0,
     ) -> None:
         super().__init__()
-        self.embed = Conv2dSubsampling4(n_mels, d_model)
+        self.embed = Conv2dSubsampling4(n_mels, d_model, subsample_channels)
         self.pos_enc = RelativePositionalEncoding(d_model, pos_dropout)
         self.blocks = nn.ModuleList(
             ConformerBlock(d_model, heads, ffn_dim, kernel, dropout, attn_dropout) for _ in range(blocks)

@@ -9,22 +9,21 @@ from kdlab.nn.masks import subsampled_lengths
 
 
 class Conv2dSubsampling4(nn.Module):
-    """Two Conv2d(kernel 3, stride 2) + ReLU, then Linear(d * F' -> d).
+    """Two Conv2d(kernel 3, stride 2) + ReLU, then Linear(c * F' -> d); ``c`` channels (ESPnet: c = d).
 
     Input (B, T, F) -> output (B, T', d) with T' = ((T - 1) // 2 - 1) // 2 and F' = ((F - 1) // 2 - 1) // 2
     (19 for 80 mels).  Output frame t only sees input frames 4t … 4t + 6, all inside the utterance, so
     padding in the input never reaches a valid output frame.
     """
 
-    def __init__(self, n_mels: int, d_model: int) -> None:
+    def __init__(self, n_mels: int, d_model: int, channels: int = 0) -> None:
         super().__init__()
-        self.conv = nn.Sequential(
-            nn.Conv2d(1, d_model, 3, 2), nn.ReLU(), nn.Conv2d(d_model, d_model, 3, 2), nn.ReLU()
-        )
+        c = channels or d_model  # ESPnet: d_model channels; fewer cut the cost of the second conv by (c/d)^2
+        self.conv = nn.Sequential(nn.Conv2d(1, c, 3, 2), nn.ReLU(), nn.Conv2d(c, c, 3, 2), nn.ReLU())
         self.freq_out = ((n_mels - 1) // 2 - 1) // 2
         if self.freq_out < 1:
             raise ValueError(f"n_mels={n_mels} is too small for Conv2d x4 subsampling (need >= 7)")
-        self.out = nn.Linear(d_model * self.freq_out, d_model)
+        self.out = nn.Linear(c * self.freq_out, d_model)
 
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feats (B, T, F), feat_lens (B,) -> (x (B, T', d), lens (B,))."""

@@ -20,7 +20,11 @@ CONFIG_FILE = "config.yaml"
 
 def _teacher_run(cfg: ExperimentConfig) -> str | None:
     kd = cfg.kd
-    return str(Path(kd.teacher).parent) if kd is not None and kd.enabled and kd.teacher else None
+    if kd is None or not kd.enabled or not kd.teacher:
+        return None
+    from kdlab.checkpoint import resolve_checkpoint_path
+
+    return str(resolve_checkpoint_path(kd.teacher).parent)  # a run folder, or a shipped model's folder
 
 
 def tokenizer_source(cfg: ExperimentConfig) -> Path | None:

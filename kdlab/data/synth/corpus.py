@@ -17,6 +17,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kdlab.data.manifest import write_manifest
@@ -24,14 +25,38 @@ from kdlab.data.synth import grammar_en, grammar_zh, voices
 from kdlab.data.synth.grammar_en import Sentence
 from kdlab.data.synth.render import SAMPLE_RATE, Plan, init_worker, render
 
-DEFAULT_TRAIN_HOURS = 0.6
+DEFAULT_TRAIN_HOURS = 3.0
 DEFAULT_DEV = 150
 DEFAULT_TEST = 150
-VERSION = 3  # bump when the same parameters would give different audio or text
-SPLITS = ("train", "dev", "test")  # planning order: dev/test avoid train sentences (and, zh, unseen chars)
-P_REVERB, P_NOISE = 0.3, 0.8
-NOISE_WEIGHTS = {"white": 0.25, "pink": 0.35, "babble": 0.4}
-SNR_DB, RT60_S, DRR_DB, LEVEL_DBFS = (5.0, 30.0), (0.15, 0.7), (0.0, 12.0), (-32.0, -18.0)
+VERSION = 4  # bump when the same parameters would give different audio or text
+
+
+@dataclass(frozen=True)
+class Acoustics:
+    """The recording condition of a split: how often and how strongly utterances are degraded."""
+
+    p_noise: float = 0.0  # share of utterances with additive noise
+    noise_weights: tuple[tuple[str, float], ...] = (("white", 0.3), ("pink", 0.4), ("babble", 0.3))
+    snr_db: tuple[float, float] = (15.0, 30.0)
+    p_reverb: float = 0.0  # share of utterances with reverberation
+    rt60_s: tuple[float, float] = (0.15, 0.4)
+    drr_db: tuple[float, float] = (3.0, 12.0)
+
+
+CLEAN = Acoustics()
+# LibriSpeech-like training speech: mostly clean read speech, a light share of noise and room.
+LIGHT = Acoustics(p_noise=0.3, snr_db=(15.0, 30.0), p_reverb=0.1, rt60_s=(0.15, 0.4))
+# The "other" evaluation sets: unseen voices in noise (5-20 dB SNR) and reverberant rooms.
+OTHER = Acoustics(p_noise=0.9, snr_db=(5.0, 20.0), p_reverb=0.4, rt60_s=(0.2, 0.7), drr_db=(0.0, 10.0))
+# Splits in planning order (later splits avoid earlier sentences; zh dev/test use only train characters).
+# The clean dev/test sets keep the plain names dev/test, so every tool's default set is the clean one.
+SPLITS: dict[str, dict[str, tuple[str, Acoustics]]] = {  # split -> (voice group, condition)
+    "en": {"train": ("train", LIGHT), "dev": ("dev", CLEAN), "test": ("test", CLEAN),
+           "dev-other": ("dev", OTHER), "test-other": ("test", OTHER)},
+    "zh": {"train": ("train", CLEAN), "dev": ("dev", CLEAN), "test": ("test", CLEAN)},
+}
+LEVEL_DBFS = (-32.0, -18.0)
+LEAD_TRAIL_S = (0.05, 0.25)  # silence before and after the speech
 FLOOR_DBFS = (-75.0, -60.0)  # noise floor under every utterance (digital silence would give log(0) fbank)
 MAX_TRIES = 200_000  # sentence draws per utterance before giving up
 UNKNOWN_PHONEMES = {"@:11"}  # what espeak cmn says for a character it does not know
@@ -63,19 +88,21 @@ def grammar_for(lang: str) -> Callable[[random.Random], Sentence]:
 
 def plan_utterance(uid: str, path: Path, sentence: Sentence, rng: random.Random, lang: str,
                    split: str) -> Plan:
-    """Draw voice, prosody and acoustic condition for one utterance."""
+    """Draw voice, prosody and acoustic condition for one utterance of ``split``."""
+    group, cond = SPLITS[lang][split]
     noise = ""
-    if rng.random() < P_NOISE:
-        noise = rng.choices(list(NOISE_WEIGHTS), weights=list(NOISE_WEIGHTS.values()))[0]
-    reverb = rng.random() < P_REVERB
+    if rng.random() < cond.p_noise:
+        kinds, weights = zip(*cond.noise_weights, strict=True)
+        noise = rng.choices(kinds, weights=weights)[0]
+    reverb = rng.random() < cond.p_reverb
     return Plan(
         uid=uid, path=str(path), spoken=sentence.spoken, lang=lang,
-        voice=rng.choice(voices.voices_for(lang, split)),
+        voice=rng.choice(voices.voices_for(lang, group)),
         rate=rng.randint(*voices.RATE_WPM), pitch=rng.randint(*voices.PITCH),
         pitch_range=rng.randint(*voices.PITCH_RANGE),
-        lead_s=round(rng.uniform(0.05, 0.4), 3), trail_s=round(rng.uniform(0.05, 0.4), 3),
-        rt60=round(rng.uniform(*RT60_S), 3) if reverb else 0.0, drr_db=round(rng.uniform(*DRR_DB), 2),
-        noise=noise, snr_db=round(rng.uniform(*SNR_DB), 2), level_dbfs=round(rng.uniform(*LEVEL_DBFS), 2),
+        lead_s=round(rng.uniform(*LEAD_TRAIL_S), 3), trail_s=round(rng.uniform(*LEAD_TRAIL_S), 3),
+        rt60=round(rng.uniform(*cond.rt60_s), 3) if reverb else 0.0, drr_db=round(rng.uniform(*cond.drr_db), 2),
+        noise=noise, snr_db=round(rng.uniform(*cond.snr_db), 2), level_dbfs=round(rng.uniform(*LEVEL_DBFS), 2),
         floor_dbfs=round(rng.uniform(*FLOOR_DBFS), 2), noise_seed=rng.getrandbits(32),
     )
 
@@ -133,7 +160,7 @@ def _complete(out_dir: Path, params: dict) -> dict | None:
     info = json.loads(info_path.read_text(encoding="utf-8"))
     if info.get("params") != params:
         return None
-    for split in SPLITS:
+    for split in SPLITS[params["lang"]]:
         manifest = out_dir / f"{split}.jsonl"
         if not manifest.is_file():
             return None
@@ -145,9 +172,10 @@ def _complete(out_dir: Path, params: dict) -> dict | None:
 
 def _split_info(recs: list[dict], split: str, lang: str) -> dict:
     secs = sum(r["duration"] for r in recs)
+    group, cond = SPLITS[lang][split]
     return {"utterances": len(recs), "hours": round(secs / 3600, 4), "seconds": round(secs, 1),
             "voices": sorted({r["voice"] for r in recs}),
-            "voices_planned": list(voices.voices_for(lang, split))}
+            "voices_planned": list(voices.voices_for(lang, group)), "acoustics": asdict(cond)}
 
 
 def _units(texts: list[str], lang: str) -> set[str]:
@@ -169,15 +197,14 @@ def _build_info(lang: str, params: dict, recs: dict[str, list[dict]], seconds: f
         "name": f"mini-{lang}", "language": lang, "seed": params["seed"], "params": params,
         "sample_rate": SAMPLE_RATE, "audio_format": "FLAC PCM_16 mono",
         "unit": "word" if lang == "en" else "char",
-        "splits": {s: _split_info(recs[s], s, lang) for s in ("train", "dev", "test")},
-        "vocabulary_size": {s: len(_units([r["text"] for r in recs[s]], lang))
-                            for s in ("train", "dev", "test")},
+        "splits": {s: _split_info(recs[s], s, lang) for s in SPLITS[lang]},
+        "vocabulary_size": {s: len(_units([r["text"] for r in recs[s]], lang)) for s in SPLITS[lang]},
         "voices_note": "dev and test voices are held out from training and disjoint from each other",
         "text_note": "no sentence occurs in two splits"
         + ("; dev/test use only characters that occur in train" if lang == "zh" else ""),
-        "augmentation": {"p_noise": P_NOISE, "noise_weights": NOISE_WEIGHTS, "snr_db": SNR_DB,
-                         "p_reverb": P_REVERB, "rt60_s": RT60_S, "drr_db": DRR_DB, "level_dbfs": LEVEL_DBFS,
-                         "floor_dbfs": FLOOR_DBFS,
+        "sets_note": "dev/test are clean (like LibriSpeech dev-clean/test-clean)"
+        + ("; dev-other/test-other hold the same unseen voices in noise and reverberation" if lang == "en" else ""),
+        "augmentation": {"level_dbfs": LEVEL_DBFS, "floor_dbfs": FLOOR_DBFS, "lead_trail_s": LEAD_TRAIL_S,
                          "rate_wpm": voices.RATE_WPM, "pitch": voices.PITCH,
                          "pitch_range": voices.PITCH_RANGE},
         "build": {"seconds": round(seconds, 2), "speed_x_realtime": round(audio_s / max(seconds, 1e-9), 1),
@@ -217,11 +244,12 @@ def synthesize_corpus(out_dir: Path, lang: str, seed: int = 0, train_hours: floa
     (out_dir / "info.json").unlink(missing_ok=True)
     generate, seen, texts = grammar_for(lang), set(), {}
     start, cpu_start = time.perf_counter(), _cpu_seconds()
-    limits = {"test": n_test, "dev": n_dev, "train": n_train}
+    limits = {split: n_train if split == "train" else n_dev if split.startswith("dev") else n_test
+              for split in SPLITS[lang]}
     recs: dict[str, list[dict]] = {}
     pool = mp.get_context("spawn").Pool(max(1, workers), initializer=init_worker, initargs=(lang,))
     try:
-        for split in SPLITS:
+        for split in SPLITS[lang]:
             # Mandarin dev/test use only characters heard in training (a char tokenizer has no <unk> there)
             heard = lang == "zh" and split != "train"
             charset = {c for r in recs["train"] for c in r["text"]} if heard else None
@@ -231,7 +259,7 @@ def synthesize_corpus(out_dir: Path, lang: str, seed: int = 0, train_hours: floa
     finally:
         pool.terminate()
         pool.join()
-    for split in SPLITS:
+    for split in SPLITS[lang]:
         _remove_unlisted(out_dir / split, {Path(r["path"]).name for r in recs[split]})
         write_manifest(out_dir / f"{split}.jsonl", recs[split])
     info = _build_info(lang, params, recs, time.perf_counter() - start, workers, _cpu_seconds() - cpu_start)
@@ -255,5 +283,5 @@ def _print_summary(info: dict) -> None:
     print(f"{info['name']}: synthesized in {b['seconds']:.1f} s, {b['speed_x_realtime']:.0f}x real time "
           f"({b['workers']} workers; {b['audio_seconds_per_cpu_second']:.0f}x real time per CPU second)")
     for split, s in info["splits"].items():
-        print(f"  {split:<5} {s['utterances']:>6} utts {s['hours']:>7.3f} h  {len(s['voices'])} voices")
+        print(f"  {split:<10} {s['utterances']:>6} utts {s['hours']:>7.3f} h  {len(s['voices'])} voices")
     print(f"  vocabulary ({info['unit']}s): {info['vocabulary_size']}")

@@ -1,0 +1,333 @@
+"""Shipped pretrained mini models, loadable by name (``pretrained:<corpus>/<name>``).
+
+Layout (``data/pretrained/`` at the repository root, or ``$KDLAB_PRETRAINED``)::
+
+    <corpus>/<name>/model.pt      float16 state dict + experiment config, kind, vocab size (weights-only safe)
+    <corpus>/<name>/tokenizer/    the run's tokenizer folder
+    <corpus>/<name>/cmvn.json     the run's global CMVN
+    <corpus>/<name>/card.json     model card: recipe, command, seeds, parameters, sha256 of model.pt, results
+
+:func:`load` returns the same ``(model, tokenizer, cmvn, exp_cfg)`` tuple as
+:func:`kdlab.checkpoint.load_model_from_checkpoint` (float32 model in eval mode), which accepts the spec
+string ``pretrained:<corpus>/<name>`` in place of a checkpoint path, so every ``--ckpt`` option takes it.
+:func:`export` turns a run checkpoint (``runs/x/avg-5.pt``) into this layout. Relative data paths in a
+shipped config (``data.corpus``, ``data.train``, ``data.dev``) are relative to the repository root.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kdlab.checkpoint import (
+    PRETRAINED_PREFIX,
+    CheckpointError,
+    load_checkpoint,
+    load_model_from_checkpoint,
+    save_atomic,
+)
+
+SPEC_PREFIX = PRETRAINED_PREFIX
+ENV_ROOT = "KDLAB_PRETRAINED"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ROOT = REPO_ROOT / "data" / "pretrained"
+MODEL_FILE, CARD_FILE, TOKENIZER_DIR, CMVN_FILE = "model.pt", "card.json", "tokenizer", "cmvn.json"
+FORMAT = "kdlab-pretrained-1"
+DATA_PATH_KEYS = ("corpus", "train", "dev")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+FP16_MAX = torch.finfo(torch.float16).max
+
+
+class PretrainedError(CheckpointError):
+    """A pretrained model is unknown, incomplete or corrupt; the one-line message names it or its file."""
+
+
+# ----------------------------------------------------------------------------- names and folders
+
+
+def pretrained_root(root: str | Path | None = None) -> Path:
+    """The folder of shipped models: ``root`` if given, else ``$KDLAB_PRETRAINED``, else ``data/pretrained``."""
+    if root is not None:
+        return Path(root)
+    env = os.environ.get(ENV_ROOT)
+    return Path(env) if env else DEFAULT_ROOT
+
+
+def is_spec(value: Any) -> bool:
+    """True for a ``pretrained:<corpus>/<name>`` string."""
+    return isinstance(value, str) and value.startswith(SPEC_PREFIX)
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``(corpus, name)`` of ``pretrained:<corpus>/<name>`` (the prefix is optional)."""
+    body = spec[len(SPEC_PREFIX):] if is_spec(spec) else spec
+    corpus, sep, name = body.partition("/")
+    if not sep or not NAME_RE.match(corpus) or not NAME_RE.match(name):
+        raise PretrainedError(f"{spec!r}: expected pretrained:<corpus>/<name>, e.g. pretrained:mini-en/teacher")
+    return corpus, name
+
+
+def available(root: str | Path | None = None) -> list[str]:
+    """Installed models as ``"<corpus>/<name>"``, sorted (folders holding a ``model.pt``)."""
+    base = pretrained_root(root)
+    if not base.is_dir():
+        return []
+    found = [f"{m.parent.parent.name}/{m.parent.name}" for m in base.glob(f"*/*/{MODEL_FILE}")]
+    return sorted(s for s in found if not any(part.startswith(".") for part in s.split("/")))
+
+
+def _unknown(spec: str, root: Path) -> PretrainedError:
+    names = available(root)
+    have = f"available: {', '.join(names)}" if names else f"none are installed under {root}"
+    return PretrainedError(f"unknown pretrained model {spec!r} ({have})")
+
+
+def path(spec: str, root: str | Path | None = None) -> Path:
+    """The folder of ``pretrained:<corpus>/<name>`` (or ``<corpus>/<name>``); unknown names raise."""
+    corpus, name = parse_spec(spec)
+    base = pretrained_root(root)
+    folder = base / corpus / name
+    if not (folder / MODEL_FILE).is_file():
+        raise _unknown(f"{corpus}/{name}", base)
+    return folder
+
+
+def verified_model_file(spec: str, root: str | Path | None = None) -> Path:
+    """``model.pt`` of a pretrained model, its sha256 checked against the card."""
+    folder = path(spec, root)
+    check_sha256(folder, read_card(folder))
+    return folder / MODEL_FILE
+
+
+# ----------------------------------------------------------------------------- cards and hashes
+
+
+def sha256_of(file: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with file.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_card(folder: Path) -> dict:
+    """``card.json`` of a model folder; missing or malformed cards raise."""
+    file = folder / CARD_FILE
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PretrainedError(f"{file}: model card not found") from None
+    except json.JSONDecodeError as err:
+        raise PretrainedError(f"{file}: not valid JSON ({err})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("sha256"), str):
+        raise PretrainedError(f"{file}: not a kdlab model card (expected an object with a 'sha256' entry)")
+    return data
+
+
+def card(corpus: str, name: str, root: str | Path | None = None) -> dict:
+    """The model card of ``<corpus>/<name>``."""
+    return read_card(path(f"{corpus}/{name}", root))
+
+
+def check_sha256(folder: Path, card_data: dict) -> None:
+    """Raise unless ``model.pt`` hashes to the card's ``sha256``."""
+    file = folder / MODEL_FILE
+    got, want = sha256_of(file), card_data["sha256"]
+    if got != want:
+        raise PretrainedError(f"{file}: sha256 {got[:16]}… does not match {CARD_FILE} ({want[:16]}…); "
+                              f"the file is corrupt or was replaced")
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _rebase_data_paths(data: dict, base: Path, to_relative: bool) -> dict:
+    """Data paths made relative to ``base`` (when inside it) or, when relative, absolute under ``base``."""
+    data = dict(data)
+    for key in DATA_PATH_KEYS:
+        value = data.get(key)
+        if not value:
+            continue
+        p = Path(value)
+        if to_relative and p.is_absolute() and p.resolve().is_relative_to(base):
+            data[key] = str(p.resolve().relative_to(base))
+        elif not to_relative and not p.is_absolute():
+            data[key] = str(base / p)
+    return data
+
+
+def _shipped_config(ckpt: dict, file: Path) -> Any:
+    """The ExperimentConfig stored in ``model.pt``, relative data paths resolved at the repository root."""
+    from kdlab.config import ConfigError, config_from_dict
+
+    if not isinstance(ckpt.get("config"), dict):
+        raise PretrainedError(f"{file}: holds no experiment config (not made by kdlab pretrained export)")
+    cfg = dict(ckpt["config"])
+    cfg["data"] = _rebase_data_paths(cfg.get("data") or {}, REPO_ROOT, to_relative=False)
+    try:
+        return config_from_dict(cfg)
+    except ConfigError as err:
+        raise PretrainedError(f"{file}: stored config is invalid ({err})") from None
+
+
+def _float_state(state: dict) -> dict:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _half_state(state: dict, source: Path) -> dict:
+    """Floating tensors as float16 (others unchanged); values beyond the float16 range raise."""
+    out = {}
+    for k, v in state.items():
+        if v.is_floating_point():
+            if v.numel() and float(v.abs().max()) > FP16_MAX:
+                raise PretrainedError(f"{source}: {k} holds values beyond the float16 range")
+            v = v.detach().to("cpu", torch.float16)
+        out[k] = v
+    return out
+
+
+def load_folder(folder: Path, device: str | torch.device = "cpu") -> tuple:
+    """``(model, tokenizer, cmvn, exp_cfg)`` from a model folder; sha256 checked; float32 model in eval mode."""
+    from kdlab.config import resolve_model_config
+    from kdlab.data.features import GlobalCMVN
+    from kdlab.data.tokenizer import load_tokenizer
+    from kdlab.models import build_model
+
+    for need in (MODEL_FILE, TOKENIZER_DIR, CMVN_FILE):
+        if not (folder / need).exists():
+            raise PretrainedError(f"{folder}: incomplete pretrained model (lacks {need})")
+    check_sha256(folder, read_card(folder))
+    file = folder / MODEL_FILE
+    ckpt = load_checkpoint(file)
+    cfg = _shipped_config(ckpt, file)
+    tokenizer = load_tokenizer(folder / TOKENIZER_DIR)
+    if int(ckpt.get("vocab_size", tokenizer.vocab_size)) != tokenizer.vocab_size:
+        raise PretrainedError(f"{file}: vocab size {ckpt['vocab_size']} differs from the tokenizer's "
+                              f"{tokenizer.vocab_size}")
+    model = build_model(resolve_model_config(cfg.model), tokenizer.vocab_size, ckpt.get("kind", cfg.model.kind))
+    try:
+        model.load_state_dict(_float_state(ckpt["model"]))
+    except RuntimeError as err:
+        raise PretrainedError(f"{file}: weights do not fit the stored model config ({err})") from err
+    return model.float().to(device).eval(), tokenizer, GlobalCMVN.load(folder / CMVN_FILE), cfg
+
+
+def load(corpus: str, name: str, device: str | torch.device = "cpu", root: str | Path | None = None) -> tuple:
+    """``(model, tokenizer, cmvn, exp_cfg)`` of ``<corpus>/<name>``: float32 model in eval mode."""
+    return load_folder(path(f"{corpus}/{name}", root), device)
+
+
+def load_spec(spec: str, device: str | torch.device = "cpu") -> tuple:
+    """:func:`load` for a ``pretrained:<corpus>/<name>`` string."""
+    return load(*parse_spec(spec), device=device)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def _dummy_ctc_greedy(model: torch.nn.Module) -> list[list[int]]:
+    """CTC greedy hypotheses of ``model`` on a fixed random (CMVN-like) two-utterance batch."""
+    from kdlab.search.decode import decode
+
+    g = torch.Generator().manual_seed(0)
+    batch = {"feats": torch.randn(2, 240, 80, generator=g), "feat_lens": torch.tensor([240, 163])}
+    return decode(model, batch, ["ctc_greedy"])["ctc_greedy"]
+
+
+def _payload(model: torch.nn.Module, cfg: Any, vocab_size: int, source: Path) -> dict:
+    """The ``model.pt`` dict: float16 weights, the config (data paths relative to the repository)."""
+    from kdlab.config import to_dict
+
+    config = to_dict(cfg)
+    config["data"] = _rebase_data_paths(config["data"], REPO_ROOT, to_relative=True)
+    return {"format": FORMAT, "model": _half_state(model.state_dict(), source), "config": config,
+            "kind": cfg.model.kind, "vocab_size": int(vocab_size), "dtype": "float16"}
+
+
+def _source_fields(source: Path, cfg: Any) -> dict:
+    """Card defaults from the run: source checkpoint, its epoch (and averaged epochs), seed, KD, date."""
+    import kdlab
+
+    meta = load_checkpoint(source)
+    fields = {"source": f"{source.parent.name}/{source.name}", "epoch": meta.get("epoch"),
+              "averaged": meta.get("averaged"), "seed": cfg.train.seed,
+              "distilled": bool(cfg.kd is not None and cfg.kd.enabled),
+              "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+              "kdlab_version": kdlab.__version__, "torch_version": torch.__version__}
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _card(corpus: str, name: str, model: torch.nn.Module, tokenizer: Any, cfg: Any, source: Path,
+          fields: dict, sha: str) -> dict:
+    """Card: the facts of the export (first, and no field may override them), run defaults, ``fields``."""
+    from kdlab.config import resolve_model_config, to_dict
+    from kdlab.models import count_parameters
+
+    facts = {"format": FORMAT, "corpus": corpus, "name": name, "kind": cfg.model.kind,
+             "vocab_size": tokenizer.vocab_size, "tokenizer": tokenizer.kind, "unit": tokenizer.unit,
+             "model": {"preset": cfg.model.preset, "config": to_dict(resolve_model_config(cfg.model))},
+             "params": count_parameters(model), "dtype": "float16", "sha256": sha}
+    return {**facts, **_source_fields(source, cfg), **fields, **facts}
+
+
+def _write_folder(folder: Path, ckpt_path: Path, corpus: str, name: str, fields: dict) -> torch.nn.Module:
+    """Write model.pt, tokenizer/, cmvn.json and card.json into ``folder``; returns the fp32 original."""
+    model, tokenizer, _, cfg = load_model_from_checkpoint(ckpt_path)
+    run_dir = ckpt_path.parent
+    save_atomic(_payload(model, cfg, tokenizer.vocab_size, ckpt_path), folder / MODEL_FILE)
+    shutil.copytree(run_dir / TOKENIZER_DIR, folder / TOKENIZER_DIR)
+    shutil.copy2(run_dir / CMVN_FILE, folder / CMVN_FILE)
+    data = _card(corpus, name, model, tokenizer, cfg, ckpt_path, fields, sha256_of(folder / MODEL_FILE))
+    (folder / CARD_FILE).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return model
+
+
+def _verify(original: torch.nn.Module, folder: Path, ckpt_path: Path) -> None:
+    """Raise unless the exported model reloads and gives the original's CTC greedy outputs."""
+    reloaded = load_folder(folder)[0]
+    if _dummy_ctc_greedy(reloaded) != _dummy_ctc_greedy(original):
+        raise PretrainedError(f"{ckpt_path}: the float16 export changes the CTC greedy outputs on a dummy "
+                              f"input; not exported")
+
+
+def _place(tmp: Path, dest: Path) -> None:
+    """Move the finished folder ``tmp`` onto ``dest``, replacing an old one only after the move."""
+    os.chmod(tmp, 0o755)  # mkdtemp / mkstemp create private files; shipped ones are world-readable
+    os.chmod(tmp / MODEL_FILE, 0o644)
+    if not dest.exists():
+        os.replace(tmp, dest)
+        return
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export(ckpt_path: str | Path, corpus: str, name: str, card_fields: dict | None = None,
+           root: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Convert a run checkpoint (beside ``config.yaml``, ``tokenizer/``, ``cmvn.json``) into
+    ``<root>/<corpus>/<name>/``; verified to reload with unchanged CTC greedy outputs. Returns the folder."""
+    corpus, name = parse_spec(f"{corpus}/{name}")
+    ckpt_path = Path(ckpt_path)
+    dest = pretrained_root(root) / corpus / name
+    if dest.exists() and not overwrite:
+        raise PretrainedError(f"{dest}: already exists (overwrite it with --force / overwrite=True)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{name}.tmp-"))
+    try:
+        original = _write_folder(tmp, ckpt_path, corpus, name, dict(card_fields or {}))
+        _verify(original, tmp, ckpt_path)
+        _place(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest

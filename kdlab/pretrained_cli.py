@@ -1,0 +1,140 @@
+"""``kdlab pretrained list|card|export``: the shipped pretrained models (see :mod:`kdlab.pretrained`).
+
+Examples::
+
+    kdlab pretrained list
+    kdlab pretrained card mini-en/teacher
+    kdlab pretrained export runs/reproduce-mini-en/ar/avg-5.pt --as mini-en/teacher \\
+        --field recipe="kdlab reproduce --preset mini-en" --field command="kdlab train ..." \\
+        --results test=runs/reproduce-mini-en/decode/ar/test/summary.json
+
+Every command that takes ``--ckpt`` also takes ``pretrained:<corpus>/<name>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+RECOMMENDED = ("recipe", "command", "corpus_seed", "results")  # card fields export cannot infer
+DROPPED_RESULT_KEYS = ("rtf",)  # machine-dependent; not part of a model card
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--root", default=None,
+                        help="models folder (default: $KDLAB_PRETRAINED, else data/pretrained)")
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", parents=[common], help="list the installed models with kind, parameters and results")
+    c = sub.add_parser("card", parents=[common], help="print a model's card (JSON)")
+    c.add_argument("spec", help="<corpus>/<name> or pretrained:<corpus>/<name>")
+    e = sub.add_parser("export", parents=[common],
+                       help="convert a run checkpoint into a shipped model (float16, verified)")
+    e.add_argument("ckpt", type=Path, help="checkpoint inside a run folder (e.g. runs/x/avg-5.pt)")
+    e.add_argument("--as", dest="spec", required=True, help="<corpus>/<name>, e.g. mini-en/teacher")
+    e.add_argument("--field", action="append", default=[], metavar="KEY=VALUE",
+                   help="card field (VALUE parsed as JSON, else kept as text); repeatable")
+    e.add_argument("--card", type=Path, default=None, help="JSON file of card fields (before --field)")
+    e.add_argument("--results", action="append", default=[], metavar="SET=SUMMARY.json",
+                   help="error rates from a `kdlab decode` summary.json, stored under results.SET; repeatable")
+    e.add_argument("--force", action="store_true", help="replace an existing model of that name")
+
+
+def parse_field(item: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as JSON when it parses, else as a string."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"--field {item!r}: expected KEY=VALUE")
+    try:
+        return key.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return key.strip(), raw
+
+
+def read_results(item: str) -> tuple[str, dict]:
+    """``SET=summary.json`` → (set name, {method: rates}) from a ``kdlab decode`` summary."""
+    name, sep, file = item.partition("=")
+    if not sep or not name.strip():
+        raise ValueError(f"--results {item!r}: expected SET=SUMMARY.json")
+    try:
+        summary = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"--results {item!r}: cannot read {file} ({err})") from None
+    rates = {m: {k: v for k, v in row.items() if k not in DROPPED_RESULT_KEYS} for m, row in summary.items()}
+    return name.strip(), rates
+
+
+def card_fields(args: argparse.Namespace) -> dict:
+    """Card fields from ``--card``, then ``--field``, then ``--results``."""
+    fields: dict = {}
+    if args.card is not None:
+        try:
+            fields.update(json.loads(args.card.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError, TypeError, ValueError) as err:
+            raise ValueError(f"--card {args.card}: not a JSON object ({err})") from None
+    fields.update(parse_field(item) for item in args.field)
+    for item in args.results:
+        name, rates = read_results(item)
+        fields.setdefault("results", {})[name] = rates
+    return fields
+
+
+def summary_line(spec: str, data: dict) -> str:
+    """One line per model: name, kind, parameters, first result."""
+    params = data.get("params", {}).get("total")
+    line = f"{spec}\t{data.get('kind', '?')}\t{params / 1e6:.2f}M params" if params else f"{spec}\t?"
+    for set_name, methods in (data.get("results") or {}).items():
+        for method, row in methods.items():
+            unit = "WER" if row.get("unit") == "word" else "CER"
+            return f"{line}\t{set_name} {method} {unit} {row.get('rate', float('nan')):.2f}"
+    return line
+
+
+def do_list(args: argparse.Namespace) -> None:
+    from kdlab import pretrained
+
+    names = pretrained.available(args.root)
+    if not names:
+        print(f"no pretrained models under {pretrained.pretrained_root(args.root)}")
+    for spec in names:
+        try:
+            print(summary_line(spec, pretrained.card(*spec.split("/"), root=args.root)))
+        except pretrained.PretrainedError as err:
+            print(f"{spec}\t(unreadable card: {err})")
+
+
+def do_card(args: argparse.Namespace) -> None:
+    from kdlab import pretrained
+
+    print(json.dumps(pretrained.card(*pretrained.parse_spec(args.spec), root=args.root), indent=2,
+                     ensure_ascii=False))
+
+
+def do_export(args: argparse.Namespace) -> None:
+    from kdlab import pretrained
+
+    fields = card_fields(args)
+    corpus, name = pretrained.parse_spec(args.spec)
+    out = pretrained.export(args.ckpt, corpus, name, fields, root=args.root, overwrite=args.force)
+    print(f"{out}: exported {args.ckpt} as pretrained:{corpus}/{name} (float16, CTC greedy outputs verified)")
+    missing = [k for k in RECOMMENDED if k not in fields]
+    if missing:
+        print(f"note: the card has no {', '.join(missing)} (add them with --field / --results)")
+
+
+ACTIONS = {"list": do_list, "card": do_card, "export": do_export}
+
+
+def main(args: argparse.Namespace) -> int:
+    from kdlab.checkpoint import CheckpointError
+    from kdlab.config import ConfigError
+
+    try:
+        ACTIONS[args.action](args)
+    except (CheckpointError, ConfigError, ValueError) as err:
+        print(f"kdlab pretrained {args.action}: {err}", file=sys.stderr)
+        return 2
+    return 0
