@@ -1,17 +1,40 @@
-"""Decoding stage of ``kdlab reproduce``: Table 1 (dev/test error, I+D) and Table 3 (Mask-CTC beams, RTF).
+"""Decoding stage of ``kdlab reproduce``: Table 1 on every evaluation set, Table 3 (Mask-CTC beams on the test
+sets, RTF on test-clean) and the students' diagnostics (share of greedy CTC tokens that Mask-CTC masks).
 
 Each decoding writes icefall-style result files and a ``summary.json`` under ``<root>/decode/<model>/<set>``
-and is skipped when that summary already exists (resumable).
+and is skipped when that summary already holds its methods (resumable). The batched decodings are jobs of
+the stage scheduler (one per model × set, one thread each, as soon as the model is trained); the one-thread
+batch-1 RTF measurements run at the end, alone. One decoding job runs as ``python -m kdlab.reproduce_eval
+--run RUN --set SET --methods M1,M2 --out DIR``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import sys
 from pathlib import Path
 
+from kdlab.reproduce_jobs import Job, log
 from kdlab.reproduce_presets import ReproducePreset
-from kdlab.reproduce_stages import CRITERIA, StudentRun, log
+from kdlab.reproduce_stages import CRITERIA, TEACHER, StudentRun, checkpoint_of, model_cost, run_model
+
+EVAL_SPLITS = ("dev", "test", "dev-other", "test-other")  # in this order when the corpus has them
+MASK_SHARE_FILE = "mask_share.json"
+P_THR = 0.99  # Mask-CTC confidence threshold (paper)
+DECODE_COST = 0.05  # per method, relative to an epoch of the same model: orders the scheduler's jobs
+DIAGNOSTIC = "ctc_greedy"  # decoded beside every Table-1 method: the CTC branch alone, for analysis
+
+
+def eval_sets(corpus: Path) -> list[str]:
+    """The evaluation splits the corpus has: dev, test, and dev-other / test-other when present."""
+    return [s for s in EVAL_SPLITS if (corpus / f"{s}.jsonl").is_file()]
+
+
+def set_labels(splits: list[str]) -> dict[str, str]:
+    """Report labels: dev/test are called dev-clean/test-clean when the corpus also has the -other sets."""
+    return {s: f"{s}-clean" if f"{s}-other" in splits else s for s in splits}
 
 
 def decode_once(ckpt: Path, set_name: str, methods: list[str], out: Path, threads: int = 0,
@@ -27,7 +50,7 @@ def decode_once(ckpt: Path, set_name: str, methods: list[str], out: Path, thread
     from kdlab.search.commands import run_decode
 
     args = argparse.Namespace(ckpt=str(ckpt), methods=",".join(missing), set=set_name, out=str(out), beam=10,
-                              ctc_weight=0.3, p_thr=0.99, K=2, max_frames=max_frames, limit=limit,
+                              ctc_weight=0.3, p_thr=P_THR, K=2, max_frames=max_frames, limit=limit,
                               threads=threads, device="cpu")
     before = torch.get_num_threads()
     try:
@@ -40,41 +63,161 @@ def decode_once(ckpt: Path, set_name: str, methods: list[str], out: Path, thread
     return summary
 
 
+def masked_token_share(ckpt: Path, set_name: str, p_thr: float = P_THR, max_frames: int = 20000) -> dict:
+    """Share of a model's greedy CTC tokens on ``set_name`` that Mask-CTC masks (confidence < ``p_thr``).
+
+    Uses the search's own masking (:func:`kdlab.search.maskctc.initial_masks`), so it counts exactly the
+    positions that ``maskctc_greedy`` / ``maskctc_beam`` hand to the CMLM decoder.
+    """
+    import torch
+
+    from kdlab.checkpoint import load_model_from_checkpoint
+    from kdlab.search.maskctc import initial_masks
+    from kdlab.search.sets import load_records, make_batches, resolve_set
+
+    model, tokenizer, cmvn, cfg = load_model_from_checkpoint(ckpt)
+    records = load_records(resolve_set(set_name, cfg))
+    masked = tokens = 0
+    with torch.no_grad():
+        for batch in make_batches(records, tokenizer, cmvn, max_frames):
+            enc, enc_lens = model.encode(batch["feats"], batch["feat_lens"])
+            _, lens, mask, _ = initial_masks(model.ctc_log_probs(enc), enc_lens, p_thr)
+            masked, tokens = masked + int(mask.sum()), tokens + int(lens.sum())
+    return {"set": set_name, "p_thr": p_thr, "utts": len(records), "ctc_tokens": tokens, "masked": masked,
+            "share": masked / tokens if tokens else None}
+
+
 def table1_method(kind: str) -> str:
     """Table 1 decoding: AR joint CTC/attention beam 10; NAR Mask-CTC beam search B = 10 (Section 4.2)."""
     return "attention_beam10" if kind == "ar" else "maskctc_beam10"
 
 
-DIAGNOSTIC = "ctc_greedy"  # decoded beside every Table-1 method: the CTC branch alone, for analysis
+def table3_runs(preset: ReproducePreset) -> list[str]:
+    """Table 3's NAR models: the ++S-KD students."""
+    return [StudentRun(size, CRITERIA[-1]).name for size in preset.students]
 
 
-def evaluate_table1(root: Path, ckpts: dict[str, Path]) -> dict[str, dict[str, dict]]:
-    """{model name: {set: summary of its Table-1 method, plus ``ctc_greedy``}} for every model."""
+def job_methods(preset: ReproducePreset, name: str, split: str) -> list[str]:
+    """Methods decoded for one model × set: Table 1's and CTC greedy, plus Table 3's beams on test sets."""
+    methods = [table1_method("ar" if name == TEACHER else "maskctc"), DIAGNOSTIC]
+    if name in table3_runs(preset) and split.startswith("test"):
+        methods += [f"maskctc_beam{b}" for b in preset.beams]
+    return list(dict.fromkeys(methods))
+
+
+def wants_mask_share(name: str, split: str) -> bool:
+    """The masked share is a student diagnostic, measured on test-clean."""
+    return name != TEACHER and split == "test"
+
+
+def decode_stage(run_dir: Path, split: str, methods: list[str], out: Path, mask_share: bool,
+                 threads: int = 0) -> None:
+    """Decode ``split`` with the finished run's checkpoint (and measure its masked share when asked)."""
+    ckpt = checkpoint_of(run_dir)
+    decode_once(ckpt, split, methods, out, threads=threads)
+    if mask_share and not (out / MASK_SHARE_FILE).is_file():
+        share = masked_token_share(ckpt, split)
+        (out / MASK_SHARE_FILE).write_text(json.dumps(share, indent=1) + "\n")
+
+
+def decoded(out: Path, methods: list[str], mask_share: bool) -> bool:
+    """Whether ``out`` holds every method's summary (and the masked share when asked)."""
+    path = out / "summary.json"
+    if not path.is_file() or any(m not in json.loads(path.read_text()) for m in methods):
+        return False
+    return not mask_share or (out / MASK_SHARE_FILE).is_file()
+
+
+def decode_job(preset: ReproducePreset, root: Path, name: str, split: str) -> Job:
+    """One model × set decoding job; waits for the model's training stage."""
+    out, run_dir = root / "decode" / name / split, root / name
+    methods, share = job_methods(preset, name, split), wants_mask_share(name, split)
+
+    def command() -> list[str]:
+        argv = [sys.executable, "-m", "kdlab.reproduce_eval", "--run", str(run_dir), "--set", split,
+                "--methods", ",".join(methods), "--out", str(out), "--threads", "1"]
+        return argv + (["--mask-share"] if share else [])
+
+    cost = DECODE_COST * len(methods) * model_cost(preset, run_model(preset, name))
+    return Job(f"decode-{name}-{split}", command, out / "decode.log", lambda: decoded(out, methods, share),
+               (name,), cost, inline=lambda: decode_stage(run_dir, split, methods, out, share))
+
+
+def decode_jobs(preset: ReproducePreset, root: Path, names: list[str], splits: list[str]) -> list[Job]:
+    """Decoding jobs of every model on every evaluation set."""
+    return [decode_job(preset, root, name, split) for name in names for split in splits]
+
+
+def evaluate_table1(root: Path, ckpts: dict[str, Path], splits: list[str]) -> dict[str, dict[str, dict]]:
+    """{model: {set: summary of its Table-1 method, plus ``ctc_greedy``}} (decoded by the jobs; cached)."""
     results: dict[str, dict[str, dict]] = {}
     for name, ckpt in ckpts.items():
-        method = table1_method("ar" if name == "ar" else "maskctc")
+        method = table1_method("ar" if name == TEACHER else "maskctc")
         results[name] = {}
-        for set_name in ("dev", "test"):
-            log(f"decode: {name} {set_name} ({method}, {DIAGNOSTIC})")
-            summary = decode_once(ckpt, set_name, [method, DIAGNOSTIC], root / "decode" / name / set_name)
-            results[name][set_name] = {**summary[method], DIAGNOSTIC: summary[DIAGNOSTIC]}
+        for split in splits:
+            summary = decode_once(ckpt, split, [method, DIAGNOSTIC], root / "decode" / name / split)
+            results[name][split] = {**summary[method], DIAGNOSTIC: summary[DIAGNOSTIC]}
     return results
 
 
-def evaluate_table3(root: Path, preset: ReproducePreset, ckpts: dict[str, Path]) -> dict[str, dict]:
-    """Mask-CTC beam 1/5/10 of the ++S-KD students: dev/test error and RTF on one CPU thread, batch 1."""
-    methods = [f"maskctc_beam{b}" for b in preset.beams]
+def rtf_run(root: Path, preset: ReproducePreset, name: str, ckpt: Path, methods: list[str]) -> dict:
+    """One-thread, batch-1 decoding of the first ``preset.rtf_utts`` test-clean utterances (RTF)."""
+    log(f"decode: {name} test, one thread, batch 1 (RTF)")
+    return decode_once(ckpt, "test", methods, root / "decode-rtf" / name / "test", threads=1, max_frames=1,
+                       limit=preset.rtf_utts or None)
+
+
+def evaluate_table3(root: Path, preset: ReproducePreset, ckpts: dict[str, Path],
+                    splits: list[str]) -> dict[str, dict]:
+    """{model: {method: {test set: summary, "rtf": RTF}}}: Mask-CTC beams of the ++S-KD students and the AR
+    teacher's beam 10, errors on the test sets (batched), RTF on test-clean (one thread, batch 1).
+
+    Call it when nothing else runs: the RTF is a wall-clock measurement.
+    """
+    tests = [s for s in splits if s.startswith("test")]
+    plan = {name: [f"maskctc_beam{b}" for b in preset.beams] for name in table3_runs(preset)}
+    plan[TEACHER] = [table1_method("ar")]
     rows: dict[str, dict] = {}
-    limit = preset.rtf_utts or None
-    for size in preset.students:
-        name = StudentRun(size, CRITERIA[-1]).name
-        dev = decode_once(ckpts[name], "dev", methods, root / "decode" / name / "dev")
-        log(f"decode: {name} test, one thread, batch 1 (RTF)")
-        test = decode_once(ckpts[name], "test", methods, root / "decode-rtf" / name / "test", threads=1,
-                           max_frames=1, limit=limit)
-        rows[name] = {m: {"dev": dev[m], "test": test[m]} for m in methods}
-    log("decode: AR teacher test, one thread, batch 1 (RTF)")
-    ar = decode_once(ckpts["ar"], "test", ["attention_beam10"], root / "decode-rtf" / "ar" / "test",
-                     threads=1, max_frames=1, limit=limit)
-    rows["ar"] = {"attention_beam10": {"test": ar["attention_beam10"]}}
+    for name, methods in plan.items():
+        errors = {s: decode_once(ckpts[name], s, methods, root / "decode" / name / s) for s in tests}
+        rtf = rtf_run(root, preset, name, ckpts[name], methods)
+        rows[name] = {m: {**{s: errors[s][m] for s in tests}, "rtf": rtf[m]["rtf"]} for m in methods}
     return rows
+
+
+def last_dev_acc(run_dir: Path) -> float | None:
+    """``dev_acc`` of the last epoch in a run's metrics.csv (students: masked-token accuracy of the CMLM)."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return None
+    with path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["kind"] == "epoch" and r.get("dev_acc")]
+    return float(rows[-1]["dev_acc"]) if rows else None
+
+
+def diagnostics(root: Path, names: list[str]) -> dict[str, dict]:
+    """{model: {"dev_acc": …, "mask_share": {…} (students, test-clean)}}."""
+    out: dict[str, dict] = {}
+    for name in names:
+        share = root / "decode" / name / "test" / MASK_SHARE_FILE
+        out[name] = {"dev_acc": last_dev_acc(root / name),
+                     "mask_share": json.loads(share.read_text()) if share.is_file() else None}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kdlab.reproduce_eval``: one decoding job (model × set), in this process."""
+    parser = argparse.ArgumentParser(prog="python -m kdlab.reproduce_eval", description=main.__doc__)
+    parser.add_argument("--run", type=Path, required=True, help="finished training stage (run folder)")
+    parser.add_argument("--set", required=True, help="evaluation split of the run's corpus")
+    parser.add_argument("--methods", required=True, help="comma-separated decoding methods")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--mask-share", action="store_true", help=f"also measure the share masked at {P_THR}")
+    args = parser.parse_args(argv)
+    decode_stage(args.run, args.set, args.methods.split(","), args.out, args.mask_share, args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

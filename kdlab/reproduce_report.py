@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdlab.reproduce_eval import DIAGNOSTIC, P_THR
 from kdlab.reproduce_presets import ReproducePreset
-from kdlab.reproduce_stages import CRITERIA, CRITERION_LABEL, StudentRun
+from kdlab.reproduce_stages import CRITERION_LABEL, TEACHER, StudentRun, model_names, run_model
 
 SIZE_LABEL = {"same": "NAR (same size)", "smaller": "NAR (smaller)"}
+SET_GROUPS = (("dev", "test"), ("dev-other", "test-other"))  # one Table 1 per group (clean, other)
+
+
+@dataclass
+class Report:
+    """Everything ``write_report`` writes: table rows, set labels, diagnostics, timing and run facts."""
+
+    t1_rows: list[dict]
+    t3_rows: list[dict]
+    diag_rows: list[dict]
+    labels: dict[str, str]  # split -> label (dev -> dev-clean when the corpus has dev-other)
+    meta: dict
+    timing: dict = field(default_factory=dict)
 
 
 def relative_reduction(base: float, new: float) -> float | None:
@@ -17,48 +32,76 @@ def relative_reduction(base: float, new: float) -> float | None:
     return None if base <= 0 else 100.0 * (base - new) / base
 
 
+def set_key(split: str) -> str:
+    """Record-key prefix of a split: ``dev`` → ``dev``, ``test-other`` → ``test_other``."""
+    return split.replace("-", "_")
+
+
+def run_labels(name: str) -> tuple[str, str]:
+    """(Method, Criterion) of a run: ``ar`` → AR / L_jca, ``nar-same-fkd`` → NAR (same size) / +L_F-KD."""
+    if name == TEACHER:
+        return "AR", CRITERION_LABEL["ljca"]
+    _, size, criterion = name.split("-")
+    return SIZE_LABEL[size], CRITERION_LABEL[criterion]
+
+
+def base_record(preset: ReproducePreset, params: dict[str, int], name: str, table: int | str) -> dict:
+    """The columns every record of a run shares (corpus, table, method, size, criterion, run, #params)."""
+    model, criterion = run_labels(name)
+    return {"corpus": preset.name, "table": table, "model": model, "size": run_model(preset, name),
+            "criterion": criterion, "run": name, "params": params[name]}
+
+
+def error_fields(split: str, res: dict) -> dict:
+    """``<set>_error``, ``<set>_i_plus_d`` (and CER, CTC-greedy error when decoded) of one set."""
+    k = set_key(split)
+    fields = {f"{k}_error": round(res["rate"], 2), f"{k}_i_plus_d": round(res["i_plus_d"], 2)}
+    if "cer" in res:
+        fields[f"{k}_cer"] = _round(res["cer"])
+    if DIAGNOSTIC in res:
+        fields[f"{k}_ctc_greedy_error"] = _round(res[DIAGNOSTIC]["rate"])
+    return fields
+
+
 def table1_records(preset: ReproducePreset, params: dict[str, int], t1: dict[str, dict[str, dict]]) -> list[dict]:
-    """One record per Table-1 row (AR, then the three criteria per student size)."""
-    unit = t1["ar"]["test"]["unit"]
-    metric = "CER" if unit == "char" else "WER"
-
-    def record(name: str, model: str, size: str, criterion: str, beam: int) -> dict:
-        dev, test = t1[name]["dev"], t1[name]["test"]
-        return {"corpus": preset.name, "table": 1, "model": model, "size": size, "criterion": criterion,
-                "run": name, "params": params[name], "metric": metric, "dev_error": round(dev["rate"], 2),
-                "dev_i_plus_d": round(dev["i_plus_d"], 2), "test_error": round(test["rate"], 2),
-                "test_i_plus_d": round(test["i_plus_d"], 2), "beam": beam, "rtf": None,
-                "dev_cer": _round(dev.get("cer")), "test_cer": _round(test.get("cer")),
-                "dev_ctc_greedy_error": _round(dev.get("ctc_greedy", {}).get("rate")),
-                "test_ctc_greedy_error": _round(test.get("ctc_greedy", {}).get("rate"))}
-
-    rows = [record("ar", "AR", preset.teacher, "L_jca", 10)]
-    for size in preset.students:
-        base = t1[StudentRun(size, "ljca").name]
-        for criterion in CRITERIA:
-            name = StudentRun(size, criterion).name
-            row = record(name, SIZE_LABEL[size], preset.students[size], CRITERION_LABEL[criterion], 10)
-            for split in ("dev", "test") if criterion != "ljca" else ():
-                row[f"{split}_rel_reduction"] = _round(relative_reduction(base[split]["rate"], t1[name][split]["rate"]))
-            rows.append(row)
+    """One record per Table-1 row (AR, then the three criteria per student size), errors on every set."""
+    metric = "CER" if t1[TEACHER]["test"]["unit"] == "char" else "WER"
+    rows = []
+    for name in model_names(preset):
+        row = {**base_record(preset, params, name, 1), "metric": metric, "beam": 10, "rtf": None}
+        base = t1[StudentRun(name.split("-")[1], "ljca").name] if name != TEACHER else None
+        for split, res in t1[name].items():
+            row.update(error_fields(split, res))
+            if base is not None and not name.endswith("-ljca"):
+                row[f"{set_key(split)}_rel_reduction"] = _round(relative_reduction(base[split]["rate"], res["rate"]))
+        rows.append(row)
     return rows
 
 
 def table3_records(preset: ReproducePreset, params: dict[str, int], t3: dict[str, dict]) -> list[dict]:
-    """Table-3 rows: Mask-CTC beam B for both ++S-KD students, plus the AR teacher's RTF."""
+    """Table-3 rows: Mask-CTC beam B of both ++S-KD students, then the AR teacher; errors per test set."""
     rows = []
     for name, methods in t3.items():
         for method, res in methods.items():
             beam = int("".join(ch for ch in method if ch.isdigit()))
-            size = "teacher" if name == "ar" else name.split("-")[1]
-            rows.append({"corpus": preset.name, "table": 3, "model": "AR" if name == "ar" else SIZE_LABEL[size],
-                         "size": preset.teacher if name == "ar" else preset.students[size],
-                         "criterion": "L_jca" if name == "ar" else CRITERION_LABEL["skd"], "run": name,
-                         "params": params[name], "method": method, "beam": beam,
-                         "dev_error": _round(res.get("dev", {}).get("rate")),
-                         "dev_i_plus_d": _round(res.get("dev", {}).get("i_plus_d")),
-                         "test_error": _round(res["test"]["rate"]),
-                         "test_i_plus_d": _round(res["test"]["i_plus_d"]), "rtf": round(res["test"]["rtf"], 4)})
+            row = {**base_record(preset, params, name, 3), "method": method, "beam": beam}
+            for split in (s for s in res if s != "rtf"):
+                row.update({k: v for k, v in error_fields(split, res[split]).items() if not k.endswith("_cer")})
+            rows.append({**row, "rtf": round(res["rtf"], 4)})
+    return rows
+
+
+def diagnostics_records(preset: ReproducePreset, params: dict[str, int], diag: dict[str, dict]) -> list[dict]:
+    """Per model: last-epoch dev token accuracy, and (students) the share of greedy CTC tokens masked."""
+    rows = []
+    for name, d in diag.items():
+        share = d.get("mask_share") or {}
+        utts = share.get("utts") or 0
+        rows.append({**base_record(preset, params, name, "diagnostics"),
+                     "dev_acc_pct": _round(None if d.get("dev_acc") is None else 100 * d["dev_acc"]),
+                     "masked_pct": _round(None if share.get("share") is None else 100 * share["share"]),
+                     "ctc_tokens_per_utt": _round(share["ctc_tokens"] / utts) if utts else None,
+                     "p_thr": share.get("p_thr"), "mask_set": share.get("set")})
     return rows
 
 
@@ -85,22 +128,67 @@ def format_params(n: int) -> str:
     return f"{n / 1e6:.2f}M"
 
 
-def table1_markdown(rows: list[dict]) -> str:
+def set_groups(labels: dict[str, str]) -> list[list[str]]:
+    """The splits of each Table 1 present in ``labels``: the clean pair, then the "other" pair."""
+    return [[x for x in group if x in labels] for group in SET_GROUPS if any(x in labels for x in group)]
+
+
+def table1_markdown(rows: list[dict], group: list[str], labels: dict[str, str]) -> str:
+    """Table 1 on one group of sets (e.g. dev-clean / test-clean): I+D, error, rel. reduction, CER, CTC."""
     m = rows[0]["metric"]
     view = [{**r, "params": format_params(r["params"])} for r in rows]
-    cols = [("model", "Method"), ("criterion", "Criterion"), ("params", "#Params"),
-            ("dev_i_plus_d", "Dev I+D"), ("dev_error", f"Dev {m}"), ("dev_rel_reduction", "Dev rel. %"),
-            ("test_i_plus_d", "Test I+D"), ("test_error", f"Test {m}"), ("test_rel_reduction", "Test rel. %")]
+    cols = [("model", "Method"), ("criterion", "Criterion"), ("params", "#Params")]
+    for split in group:
+        k, label = set_key(split), labels[split]
+        cols += [(f"{k}_i_plus_d", f"{label} I+D"), (f"{k}_error", f"{label} {m}"),
+                 (f"{k}_rel_reduction", f"{label} rel. %")]
     if m == "WER":
-        cols += [("dev_cer", "Dev CER"), ("test_cer", "Test CER")]
-    cols += [("dev_ctc_greedy_error", f"Dev {m} (CTC greedy)"), ("test_ctc_greedy_error", f"Test {m} (CTC greedy)")]
+        cols += [(f"{set_key(x)}_cer", f"{labels[x]} CER") for x in group]
+    cols += [(f"{set_key(x)}_ctc_greedy_error", f"{labels[x]} {m} (CTC greedy)") for x in group]
     return markdown_table(view, cols)
 
 
-def table3_markdown(rows: list[dict], metric: str) -> str:
-    cols = [("model", "Model"), ("size", "Size"), ("method", "Decoding"), ("dev_error", f"Dev {metric}"),
-            ("test_error", f"Test {metric}"), ("rtf", "RTF (1 thread)")]
+def table3_markdown(rows: list[dict], metric: str, labels: dict[str, str]) -> str:
+    """Table 3: error per beam on every test set, RTF on test-clean."""
+    tests = [x for x in labels if x.startswith("test")]
+    cols = [("model", "Model"), ("size", "Size"), ("method", "Decoding")]
+    cols += [(f"{set_key(x)}_error", f"{labels[x]} {metric}") for x in tests]
+    cols += [("rtf", f"RTF ({labels['test']}, 1 thread)")]
     return markdown_table([{**r, "rtf": f"{r['rtf']:.4f}"} for r in rows], cols)
+
+
+def diagnostics_markdown(rows: list[dict]) -> str:
+    cols = [("model", "Method"), ("criterion", "Criterion"), ("dev_acc_pct", "Dev token acc. %"),
+            ("masked_pct", f"Greedy CTC tokens masked (p < {P_THR}) %"), ("ctc_tokens_per_utt", "CTC tokens / utt")]
+    return markdown_table(rows, cols)
+
+
+def timing_line(timing: dict) -> str:
+    """Wall time of this call and of every training stage (decoding jobs summed)."""
+    stages = timing.get("stages_s", {})
+    train = ", ".join(f"{k} {v:.0f}" for k, v in stages.items() if not k.startswith("decode-"))
+    decode = sum(v for k, v in stages.items() if k.startswith("decode-"))
+    return (f"Wall time of this call: {timing.get('total_s', 0) / 60:.1f} min (stages: "
+            f"{timing.get('scheduler_s', 0) / 60:.1f} min with {timing.get('jobs')} parallel job(s)). "
+            f"Stage wall times (s): {train}; decoding jobs {decode:.0f} in all.")
+
+
+def report_markdown(preset: ReproducePreset, report: Report) -> str:
+    """results.md: the Table 1 of every set group, Table 3, diagnostics, wall times, learning curves."""
+    metric = report.t1_rows[0]["metric"]
+    parts = [f"# kdlab reproduce — {preset.name}", meta_line(report.meta)]
+    for group in set_groups(report.labels):
+        names = " / ".join(report.labels[x] for x in group)
+        parts += [f"## Table 1 analogue, {names} ({metric} %, AR: joint CTC/attention beam 10; NAR: Mask-CTC "
+                  f"beam 10; rel. = relative reduction vs L_jca)",
+                  table1_markdown(report.t1_rows, group, report.labels)]
+    parts += [f"## Table 3 analogue (Mask-CTC beams of the ++S-KD students; RTF on one CPU thread, batch 1, "
+              f"{report.labels['test']})", table3_markdown(report.t3_rows, metric, report.labels),
+              f"## Diagnostics (dev token accuracy of the last epoch: AR attention decoder, NAR CMLM on masked "
+              f"tokens; share of greedy CTC tokens that Mask-CTC masks on {report.labels['test']})",
+              diagnostics_markdown(report.diag_rows), timing_line(report.timing),
+              "![learning curves](learning_curves.png)"]
+    return "\n\n".join(parts) + "\n"
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
@@ -121,7 +209,7 @@ def plot_learning_curves(root: Path, runs: list[str], out: Path) -> None:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    groups = {"AR teacher": [r for r in runs if r == "ar"]}
+    groups = {"AR teacher": [r for r in runs if r == TEACHER]}
     for size in ("same", "smaller"):
         groups[SIZE_LABEL[size]] = [r for r in runs if r.startswith(f"nar-{size}-")]
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
@@ -146,19 +234,15 @@ def plot_learning_curves(root: Path, runs: list[str], out: Path) -> None:
     plt.close(fig)
 
 
-def write_report(out: Path, preset: ReproducePreset, t1_rows: list[dict], t3_rows: list[dict],
-                 meta: dict) -> str:
+def write_report(out: Path, preset: ReproducePreset, report: Report) -> str:
     """Write results.json, CSVs and Markdown; returns the Markdown text (also printed by the caller)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"meta": meta, "records": t1_rows + t3_rows}, indent=1) + "\n")
-    write_csv(out / "table1.csv", t1_rows)
-    write_csv(out / "table3.csv", t3_rows)
-    metric = t1_rows[0]["metric"]
-    md = (f"# kdlab reproduce — {preset.name}\n\n{meta_line(meta)}\n\n"
-          f"## Table 1 analogue ({metric} %, AR: joint CTC/attention beam 10; NAR: Mask-CTC beam 10)\n\n"
-          f"{table1_markdown(t1_rows)}\n\n"
-          f"## Table 3 analogue (Mask-CTC beams of the ++S-KD students; RTF on one CPU thread, batch 1)\n\n"
-          f"{table3_markdown(t3_rows, metric)}\n\n![learning curves](learning_curves.png)\n")
+    data = {"meta": report.meta, "sets": report.labels, "records": report.t1_rows + report.t3_rows,
+            "diagnostics": report.diag_rows, "timing": report.timing}
+    (out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
+    write_csv(out / "table1.csv", report.t1_rows)
+    write_csv(out / "table3.csv", report.t3_rows)
+    md = report_markdown(preset, report)
     (out / "results.md").write_text(md)
     return md
 

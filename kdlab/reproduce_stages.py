@@ -1,19 +1,40 @@
-"""The training stages of ``kdlab reproduce``: corpus, AR teacher, NAR students (L_jca, +F-KD, ++S-KD).
+"""The training stages of ``kdlab reproduce`` and their dependency graph.
+
+Stages (jobs of :mod:`kdlab.reproduce_jobs`)::
+
+    prepare (tokenizer + CMVN into ar/) ─┬─ ar (AR teacher) ─┬─ nbest (teacher N-best cache) ─┐
+                                         │                   ├─ nar-same-fkd ─────────────────┴─ nar-same-skd
+                                         │                   └─ nar-smaller-fkd ──────────────── nar-smaller-skd
+                                         ├─ nar-same-ljca                          (skd also waits for nbest)
+                                         └─ nar-smaller-ljca
 
 Every stage is resumable: a finished stage (its ``DONE`` marker) is skipped, an interrupted training run
-resumes from its last epoch checkpoint.
+resumes from its last epoch checkpoint. A stage runs as ``python -m kdlab.reproduce_stages KIND --config
+CFG.yaml --out FOLDER`` (KIND: prepare | train | nbest); its experiment config ``CFG.yaml`` and its log sit
+side by side in the stage's folder (``ar/train.yaml`` and ``ar/train.log``, ``ar/nbest.yaml`` …).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdlab.reproduce_jobs import Job, log
 from kdlab.reproduce_presets import ReproducePreset
 
 DONE = "DONE"
+PREPARED = "PREPARED"  # in the teacher's folder: tokenizer and CMVN are fitted
+NBEST_FILE = "nbest.jsonl"  # in the teacher's folder: the teacher's N-best lists for S-KD
+TEACHER = "ar"  # the teacher's stage and run-folder name
+
+# Per-epoch cost relative to an epoch of the teacher, for ordering the ready stages (rough, CPU-measured):
+EPOCH_OVERHEAD = 0.1  # data loading and optimiser steps, whatever the model
+KD_TEACHER_SHARE = 0.35  # the frozen teacher's live forward pass in a KD step
 
 
 @dataclass(frozen=True)
@@ -32,23 +53,34 @@ CRITERIA = ("ljca", "fkd", "skd")
 CRITERION_LABEL = {"ljca": "L_jca", "fkd": "+L_F-KD", "skd": "++L_S-KD"}
 
 
-def log(msg: str) -> None:
-    print(f"[reproduce {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+def model_names(preset: ReproducePreset) -> list[str]:
+    """The trained models (run folders) of Table 1: the teacher, then every student size × criterion."""
+    return [TEACHER] + [StudentRun(size, c).name for size in preset.students for c in CRITERIA]
 
 
-def is_done(folder: Path) -> bool:
-    return (folder / DONE).is_file()
+def run_model(preset: ReproducePreset, name: str) -> str:
+    """The model preset of a run (``ar`` → the teacher's, ``nar-<size>-…`` → that student size's)."""
+    return preset.teacher if name == TEACHER else preset.students[name.split("-")[1]]
 
 
-def mark_done(folder: Path, info: dict) -> None:
+def is_done(folder: Path, marker: str = DONE) -> bool:
+    return (folder / marker).is_file()
+
+
+def mark_done(folder: Path, info: dict, marker: str = DONE) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (DONE + ".tmp")
+    tmp = folder / (marker + ".tmp")
     tmp.write_text(json.dumps(info, indent=1))
-    tmp.replace(folder / DONE)
+    tmp.replace(folder / marker)
+
+
+def checkpoint_of(run_dir: Path) -> Path:
+    """The averaged checkpoint of a finished training stage (from its ``DONE`` marker)."""
+    return Path(json.loads((run_dir / DONE).read_text())["checkpoint"])
 
 
 def prepare_corpus(preset: ReproducePreset, data_root: Path | None, cache: Path) -> Path:
-    """The corpus folder (train/dev/test.jsonl): synthesised, or prepared from ``data_root``."""
+    """The corpus folder (train/dev/test.jsonl …): synthesised, or prepared from ``data_root``."""
     spec = preset.corpus
     if spec.kind == "synth":
         from kdlab.data.synth import synthesize_corpus
@@ -70,6 +102,9 @@ def prepare_corpus(preset: ReproducePreset, data_root: Path | None, cache: Path)
     return out
 
 
+# ----------------------------------------------------------------------------- configs
+
+
 def base_config(preset: ReproducePreset, corpus: Path, kind: str, model: str, epochs: int) -> dict:
     """Experiment config (nested dict) shared by the teacher and the students."""
     return {
@@ -83,6 +118,73 @@ def base_config(preset: ReproducePreset, corpus: Path, kind: str, model: str, ep
     }
 
 
+def teacher_config(preset: ReproducePreset, corpus: Path) -> dict:
+    return base_config(preset, corpus, "ar", preset.teacher, preset.teacher_epochs)
+
+
+def student_epochs(preset: ReproducePreset, criterion: str) -> int:
+    """L_jca trains as long as stage 1 + stage 2 together; F-KD is stage 1, S-KD stage 2."""
+    return {"ljca": preset.student_epochs + preset.finetune_epochs, "fkd": preset.student_epochs,
+            "skd": preset.finetune_epochs}[criterion]
+
+
+def kd_section(preset: ReproducePreset, teacher_ckpt: Path, criterion: str) -> dict:
+    """The ``kd:`` config of stage 1 (F-KD) or stage 2 (S-KD) with the paper's weights."""
+    common = {"enabled": True, "teacher": str(teacher_ckpt), "nbest": preset.nbest, "beam": max(preset.nbest, 10)}
+    if criterion == "fkd":  # paper stage 1: beta_F=1, beta_S=0, gamma_enc=0.5, gamma_dec=0.3
+        return {**common, "beta_f": 1.0, "beta_s": 0.0, "gamma_enc": 0.5, "gamma_dec": 0.3}
+    # paper stage 2: beta_F=beta_S=1, gamma_enc=gamma_dec=0.5
+    return {**common, "beta_f": 1.0, "beta_s": 1.0, "gamma_enc": 0.5, "gamma_dec": 0.5,
+            "nbest_cache": str(teacher_ckpt.parent / NBEST_FILE)}
+
+
+def student_config(preset: ReproducePreset, corpus: Path, run: StudentRun, teacher_dir: Path,
+                   teacher_ckpt: Path | None = None, fkd_ckpt: Path | None = None) -> dict:
+    """L_jca baseline, stage 1 (+F-KD from scratch) or stage 2 (++S-KD fine-tuning of ``fkd_ckpt``).
+
+    The tokenizer and CMVN come from the teacher's folder; KD needs ``teacher_ckpt``.
+    """
+    cfg = base_config(preset, corpus, "maskctc", preset.students[run.size], student_epochs(preset, run.criterion))
+    cfg["data"]["tokenizer_from"] = str(teacher_dir)
+    cfg["data"]["cmvn_from"] = str(teacher_dir)
+    if run.criterion != "ljca":
+        if teacher_ckpt is None:
+            raise ValueError(f"{run.name}: knowledge distillation needs the teacher's checkpoint")
+        cfg["kd"] = kd_section(preset, teacher_ckpt, run.criterion)
+    if run.criterion == "skd" and fkd_ckpt is not None:
+        cfg["train"].update(init_from=str(fkd_ckpt), lr=preset.finetune_lr, warmup_steps=0)
+    return cfg
+
+
+def one_thread(cfg: dict) -> dict:
+    """``cfg`` for a stage subprocess: one torch thread, no progress bars (its output goes to a log file)."""
+    return {**cfg, "train": {**cfg.get("train", {}), "num_threads": 1, "progress": False}}
+
+
+def write_stage_config(cfg: dict, path: Path) -> Path:
+    """Write a stage's config (YAML) atomically; returns ``path``."""
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    tmp.replace(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- what a stage does
+
+
+def prepare_stage(cfg_dict: dict, teacher_dir: Path) -> None:
+    """Fit (or copy) the tokenizer and CMVN into the teacher's folder, once, before any training."""
+    from kdlab.config import config_from_dict
+    from kdlab.training.rundir import prepare_run
+
+    started = time.perf_counter()
+    prepare_run(config_from_dict(cfg_dict), teacher_dir)
+    mark_done(teacher_dir, {"seconds": round(time.perf_counter() - started, 1)}, PREPARED)
+
+
 def train_stage(name: str, cfg_dict: dict, run_dir: Path) -> Path:
     """Train (or resume, or skip) one run; returns its averaged checkpoint."""
     from kdlab.checkpoint import epoch_checkpoints
@@ -91,7 +193,7 @@ def train_stage(name: str, cfg_dict: dict, run_dir: Path) -> Path:
 
     if is_done(run_dir):
         log(f"{name}: done already, skipping")
-        return Path(json.loads((run_dir / DONE).read_text())["checkpoint"])
+        return checkpoint_of(run_dir)
     cfg = config_from_dict({"name": name, **cfg_dict})
     log(f"{name}: training {cfg.model.kind} {cfg.model.preset} for {cfg.train.epochs} epochs in {run_dir}")
     started = time.perf_counter()
@@ -102,37 +204,125 @@ def train_stage(name: str, cfg_dict: dict, run_dir: Path) -> Path:
     return ckpt
 
 
-def teacher_stage(preset: ReproducePreset, corpus: Path, root: Path) -> Path:
-    cfg = base_config(preset, corpus, "ar", preset.teacher, preset.teacher_epochs)
-    return train_stage("ar", cfg, root / "ar")
+def nbest_stage(cfg_dict: dict, teacher_dir: Path) -> None:
+    """Search the teacher's N-best lists for S-KD (``cfg_dict``: an S-KD student's config) into its cache.
+
+    One stage builds the cache, so the two S-KD students never search it concurrently; they only read it.
+    A stale cache (another teacher or setting) is searched again.
+    """
+    import dataclasses
+
+    from kdlab.config import config_from_dict
+    from kdlab.kd import build_distiller
+    from kdlab.training.runtime import setup_runtime
+
+    cfg = config_from_dict(cfg_dict)
+    kd = dataclasses.replace(cfg.kd, on_mismatch="recompute")
+    build_distiller(kd, teacher_dir, cfg.data.manifest("train"), setup_runtime(cfg.train).device, log)
 
 
-def student_config(preset: ReproducePreset, corpus: Path, run: StudentRun, teacher: Path,
-                   fkd_ckpt: Path | None) -> dict:
-    """L_jca baseline, stage 1 (+F-KD from scratch) or stage 2 (++S-KD fine-tuning of stage 1)."""
-    model = preset.students[run.size]
-    epochs = {"ljca": preset.student_epochs + preset.finetune_epochs, "fkd": preset.student_epochs,
-              "skd": preset.finetune_epochs}[run.criterion]
-    cfg = base_config(preset, corpus, "maskctc", model, epochs)
-    cfg["data"]["tokenizer_from"] = str(teacher.parent)
-    cfg["data"]["cmvn_from"] = str(teacher.parent)
-    kd_common = {"enabled": True, "teacher": str(teacher), "nbest": preset.nbest, "beam": max(preset.nbest, 10)}
-    if run.criterion == "fkd":  # paper stage 1: beta_F=1, beta_S=0, gamma_enc=0.5, gamma_dec=0.3
-        cfg["kd"] = {**kd_common, "beta_f": 1.0, "beta_s": 0.0, "gamma_enc": 0.5, "gamma_dec": 0.3}
-    elif run.criterion == "skd":  # paper stage 2: beta_F=beta_S=1, gamma_enc=gamma_dec=0.5
-        cfg["kd"] = {**kd_common, "beta_f": 1.0, "beta_s": 1.0, "gamma_enc": 0.5, "gamma_dec": 0.5,
-                     "nbest_cache": str(teacher.parent / "nbest.jsonl")}
-        cfg["train"].update(init_from=str(fkd_ckpt), lr=preset.finetune_lr, warmup_steps=0)
-    return cfg
+STAGES: dict[str, Callable[[dict, Path], object]] = {"prepare": prepare_stage, "nbest": nbest_stage}
 
 
-def student_stages(preset: ReproducePreset, corpus: Path, root: Path, teacher: Path) -> dict[str, Path]:
-    """Train the six students of Table 1; returns {run name: averaged checkpoint}."""
-    ckpts: dict[str, Path] = {}
-    for size in preset.students:
-        for criterion in CRITERIA:
-            run = StudentRun(size, criterion)
-            fkd = ckpts.get(StudentRun(size, "fkd").name)
-            cfg = student_config(preset, corpus, run, teacher, fkd)
-            ckpts[run.name] = train_stage(run.name, cfg, root / run.name)
-    return ckpts
+def run_stage(kind: str, cfg_dict: dict, out: Path) -> None:
+    """Run one stage of ``kind`` with its experiment config (``name`` included)."""
+    if kind == "train":
+        cfg = dict(cfg_dict)
+        train_stage(cfg.pop("name"), cfg, out)
+    else:
+        STAGES[kind](cfg_dict, out)
+
+
+# ----------------------------------------------------------------------------- stages as jobs
+
+
+def stage_job(kind: str, name: str, folder: Path, log_path: Path, make_config: Callable[[], dict],
+              done: Callable[[], bool], deps: tuple[str, ...], cost: float) -> Job:
+    """A job running ``run_stage(kind, make_config(), folder)``: as a one-thread subprocess, or in process.
+
+    ``make_config`` is called when the job starts (the checkpoints of its dependencies exist by then).
+    """
+    def command() -> list[str]:
+        path = write_stage_config(one_thread(make_config()), log_path.with_suffix(".yaml"))
+        return [sys.executable, "-m", "kdlab.reproduce_stages", kind, "--config", str(path), "--out", str(folder)]
+
+    return Job(name, command, log_path, done, deps, cost, inline=lambda: run_stage(kind, make_config(), folder))
+
+
+def model_cost(preset: ReproducePreset, model: str) -> float:
+    """Rough compute of one epoch of ``model`` relative to the teacher (d·(ffn + 4d) per block)."""
+    from kdlab.models.config import get_preset
+
+    def weight(name: str) -> float:
+        m = get_preset(name)
+        return m.d_model * (m.ffn_dim + 4 * m.d_model) * (m.enc_blocks + m.dec_blocks)
+
+    return weight(model) / weight(preset.teacher) + EPOCH_OVERHEAD
+
+
+def student_cost(preset: ReproducePreset, run: StudentRun) -> float:
+    kd = KD_TEACHER_SHARE if run.criterion != "ljca" else 0.0
+    return student_epochs(preset, run.criterion) * (model_cost(preset, preset.students[run.size]) + kd)
+
+
+def student_deps(run: StudentRun) -> tuple[str, ...]:
+    """L_jca needs only the tokenizer/CMVN; F-KD the teacher; S-KD its F-KD model and the N-best cache."""
+    return {"ljca": ("prepare",), "fkd": (TEACHER,),
+            "skd": (StudentRun(run.size, "fkd").name, "nbest")}[run.criterion]
+
+
+def student_job(preset: ReproducePreset, corpus: Path, root: Path, run: StudentRun) -> Job:
+    teacher_dir, run_dir = root / TEACHER, root / run.name
+
+    def make_config() -> dict:
+        teacher = checkpoint_of(teacher_dir) if run.criterion != "ljca" else None
+        fkd = checkpoint_of(root / StudentRun(run.size, "fkd").name) if run.criterion == "skd" else None
+        return {"name": run.name, **student_config(preset, corpus, run, teacher_dir, teacher, fkd)}
+
+    return stage_job("train", run.name, run_dir, run_dir / "train.log", make_config,
+                     lambda: is_done(run_dir), student_deps(run), student_cost(preset, run))
+
+
+def teacher_jobs(preset: ReproducePreset, corpus: Path, root: Path) -> list[Job]:
+    """prepare (tokenizer + CMVN), the teacher's training, and its N-best cache for S-KD."""
+    folder = root / TEACHER
+    first_size = next(iter(preset.students))
+
+    def teacher() -> dict:
+        return {"name": TEACHER, **teacher_config(preset, corpus)}
+
+    def nbest_config() -> dict:
+        run = StudentRun(first_size, "skd")
+        return {"name": "nbest", **student_config(preset, corpus, run, folder, checkpoint_of(folder))}
+
+    return [
+        stage_job("prepare", "prepare", folder, folder / "prepare.log", teacher,
+                  lambda: is_done(folder, PREPARED) or is_done(folder), (), 0.1),
+        stage_job("train", TEACHER, folder, folder / "train.log", teacher, lambda: is_done(folder),
+                  ("prepare",), preset.teacher_epochs * model_cost(preset, preset.teacher)),
+        stage_job("nbest", "nbest", folder, folder / "nbest.log", nbest_config,
+                  lambda: (folder / NBEST_FILE).is_file(), (TEACHER,), 1.0),
+    ]
+
+
+def training_jobs(preset: ReproducePreset, corpus: Path, root: Path) -> list[Job]:
+    """The whole training graph: teacher stages, then every student size × criterion."""
+    students = [student_job(preset, corpus, root, StudentRun(size, c)) for size in preset.students for c in CRITERIA]
+    return teacher_jobs(preset, corpus, root) + students
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kdlab.reproduce_stages KIND --config STAGE.yaml --out FOLDER``: one stage, in this process."""
+    import yaml
+
+    parser = argparse.ArgumentParser(prog="python -m kdlab.reproduce_stages", description=main.__doc__)
+    parser.add_argument("kind", choices=["train", *STAGES])
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    run_stage(args.kind, yaml.safe_load(args.config.read_text()), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,8 +1,13 @@
-"""``kdlab reproduce`` end to end on a tiny synthesised corpus: every stage, both tables, resumability."""
+"""``kdlab reproduce`` end to end on a tiny synthesised corpus: every stage, both tables, resumability.
+
+The end-to-end run uses ``jobs=1`` (stages in process: on a tiny corpus the subprocesses' start-up would
+dominate); the stage subprocesses of the parallel mode are exercised by a partial re-run with ``jobs=2``.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -17,7 +22,7 @@ TINY = ["corpus={hours: 0.015, n_dev: 6, n_test: 6}", "teacher_epochs=2", "stude
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce")
     preset = reproduce.apply_overrides(get_preset("mini-en"), TINY)
-    md = reproduce.run(preset, root / "run", None, root / "cache")
+    md = reproduce.run(preset, root / "run", None, root / "cache", jobs=1)
     return root / "run", md
 
 
@@ -38,6 +43,27 @@ def test_reproduce_writes_both_tables(tiny_run):
     assert "Table 1 analogue" in md and "Table 3 analogue" in md
 
 
+def test_reproduce_reports_every_eval_set_diagnostics_and_stage_times(tiny_run):
+    root, md = tiny_run
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert results["sets"] == {"dev": "dev-clean", "test": "test-clean", "dev-other": "dev-other",
+                               "test-other": "test-other"}
+    t1 = [r for r in results["records"] if r["table"] == 1]
+    t3 = [r for r in results["records"] if r["table"] == 3]
+    assert all(r["dev_other_error"] >= 0 and r["test_other_i_plus_d"] >= 0 for r in t1)
+    assert all(r["test_other_error"] >= 0 and r["test_error"] >= 0 for r in t3)
+    diag = {r["run"]: r for r in results["diagnostics"]}
+    assert set(diag) == {r["run"] for r in t1} and diag["ar"]["masked_pct"] is None
+    for name, row in diag.items():
+        assert 0 <= row["dev_acc_pct"] <= 100
+        if name != "ar":  # no greedy CTC token at all (an all-blank tiny student): no share
+            assert row["ctc_tokens_per_utt"] == 0 if row["masked_pct"] is None else 0 <= row["masked_pct"] <= 100
+    stages = results["timing"]["stages_s"]
+    assert {"prepare", "nbest", "ar", "nar-smaller-skd", "decode-ar-test-other"} <= set(stages)
+    assert all(s > 0 for s in stages.values()) and results["timing"]["total_s"] > 0
+    assert "dev-clean / test-clean" in md and "dev-other / test-other" in md and "Diagnostics" in md
+
+
 def test_reproduce_teacher_nbest_cached_and_skd_initialised_from_fkd(tiny_run):
     root, _ = tiny_run
     nbest = list(root.glob("ar/nbest*"))
@@ -53,6 +79,22 @@ def test_reproduce_rerun_skips_finished_stages(tiny_run, capsys):
     reproduce.run(preset, root, None, root.parent / "cache")
     assert "done already, skipping" in capsys.readouterr().out
     assert before == {p: p.stat().st_mtime for p in root.glob("*/avg-*.pt")}
+
+
+def test_reproduce_parallel_rerun_resumes_stages_in_subprocesses(tiny_run, capsys):
+    root, _ = tiny_run
+    (root / "nar-smaller-skd" / "DONE").unlink()  # as if interrupted after its last checkpoint
+    (root / "ar" / "nbest.jsonl").unlink()
+    shutil.rmtree(root / "decode" / "nar-smaller-skd" / "test-other")
+    preset = reproduce.apply_overrides(get_preset("mini-en"), TINY)
+    reproduce.run(preset, root, None, root.parent / "cache", jobs=2)
+    out = capsys.readouterr().out
+    for stage in ("nbest", "nar-smaller-skd", "decode-nar-smaller-skd-test-other"):
+        assert f"{stage}: started (log:" in out and f"{stage}: finished in" in out
+    assert "nar-same-skd: done already, skipping" in out
+    assert (root / "ar" / "nbest.jsonl").is_file() and (root / "nar-smaller-skd" / "DONE").is_file()
+    assert "num_threads: 1" in (root / "nar-smaller-skd" / "train.yaml").read_text()
+    assert "maskctc_beam10" in (root / "decode" / "nar-smaller-skd" / "test-other" / "decode.log").read_text()
 
 
 def test_reproduce_rejects_unknown_override():

@@ -1,4 +1,5 @@
-"""Evaluation sets for the decode / align / bench commands: resolve ``test|dev|PATH.jsonl``, batch them."""
+"""Evaluation sets for the decode / align / bench commands: resolve a split of the run's corpus (``dev``,
+``test``, ``dev-other``, …) or a ``PATH.jsonl`` manifest, batch them."""
 
 from __future__ import annotations
 
@@ -12,21 +13,41 @@ class SetError(ValueError):
     """An evaluation set cannot be found or read; the message names it."""
 
 
+SPLIT_ALIASES = {"dev-clean": "dev", "test-clean": "test"}  # LibriSpeech names of the clean sets
+
+
+def corpus_splits(corpus: str | Path) -> list[str]:
+    """Split names of a corpus folder (its ``<split>.jsonl`` manifests), sorted."""
+    return sorted(p.stem for p in Path(corpus).glob("*.jsonl"))
+
+
+def is_split_name(name: str) -> bool:
+    """A bare split name (``dev``, ``test-other``) rather than a manifest path."""
+    return "/" not in name and not name.endswith(".jsonl") and not Path(name).is_file()
+
+
 def resolve_set(name: str, exp_cfg: Any) -> Path:
-    """``test``/``dev`` -> the run's corpus manifest; anything else is a manifest path."""
-    if name in ("test", "dev"):
-        data = exp_cfg.data
-        explicit = getattr(data, name, None)
-        if explicit:
-            path = Path(explicit)
-        elif data.corpus:
-            path = Path(data.corpus) / f"{name}.jsonl"
-        else:
-            raise SetError(f"--set {name}: the run's config has no data.corpus; pass a manifest path instead")
-    else:
-        path = Path(name)
+    """A split of the run's corpus (``dev``, ``test``, ``dev-other``, …; ``dev-clean``/``test-clean`` alias
+    ``dev``/``test``) -> its manifest; anything else is a manifest path."""
+    path = _split_manifest(name, exp_cfg.data) if is_split_name(name) else Path(name)
     if not path.is_file():
         raise SetError(f"--set {name}: manifest {path} not found")
+    return path
+
+
+def _split_manifest(name: str, data: Any) -> Path:
+    """Manifest of the split ``name`` in ``data.corpus`` (an explicit ``data.dev`` wins for ``dev``)."""
+    split = SPLIT_ALIASES.get(name, name)
+    explicit = getattr(data, split, None) if split in ("dev", "test") else None
+    if explicit:
+        return Path(explicit)
+    if not data.corpus:
+        raise SetError(f"--set {name}: the run's config has no data.corpus; pass a manifest path instead")
+    path = Path(data.corpus) / f"{split}.jsonl"
+    if not path.is_file():
+        have = ", ".join(corpus_splits(data.corpus)) or "none"
+        raise SetError(f"--set {name}: the corpus {data.corpus} has no split {split!r} (it has: {have}; "
+                       f"dev-clean/test-clean stand for dev/test), or pass a manifest path")
     return path
 
 
