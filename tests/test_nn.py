@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from kdlab.nn.attention import MultiHeadAttention, masked_softmax, rel_shift
+from kdlab.nn.attention import MultiHeadAttention, RelPositionMultiHeadAttention, rel_shift
 from kdlab.nn.conformer import ConformerEncoder
 from kdlab.nn.decoder import TransformerDecoder, select_cache
 from kdlab.nn.masks import causal_mask, length_mask, subsampled_lengths
@@ -57,14 +57,66 @@ def test_rel_shift_selects_distance_i_minus_j() -> None:
     shifted = rel_shift(slots)[0, 0]
     # slot m holds distance T-1-m, so [i, j] must hold slot T-1-(i-j)
     assert shifted.tolist() == [[2, 3, 4], [1, 2, 3], [0, 1, 2]]
+    slot = (3 - torch.arange(4)[:, None] + torch.arange(4)[None]).expand(2, 3, 4, 4)  # (B, H, T, T)
+    for scores in (torch.randn(2, 3, 4, 7), torch.randn(3, 2, 4, 7).transpose(0, 1)):  # also non-contiguous
+        assert torch.equal(rel_shift(scores), scores.gather(-1, slot))
 
 
-def test_masked_softmax_fully_masked_row_is_zero() -> None:
-    scores = torch.randn(2, 3)
-    mask = torch.tensor([[True, False, True], [False, False, False]])
-    w = masked_softmax(scores, mask)
-    assert torch.allclose(w[0].sum(), torch.tensor(1.0)) and w[0, 1] == 0
-    assert torch.equal(w[1], torch.zeros(3))
+def reference_attention(scores: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Unfused masked softmax attention; fully masked rows get all-zero weights. -> (B, H, Tq, d_k)."""
+    weights = scores.masked_fill(~mask, float("-inf")).softmax(-1).nan_to_num(0.0)
+    return weights @ v
+
+
+def merge_heads(attn: MultiHeadAttention, out: torch.Tensor) -> torch.Tensor:
+    """(B, H, T, d_k) -> linear_out over the concatenated heads, (B, T, D)."""
+    return attn.linear_out(out.transpose(1, 2).reshape(out.size(0), out.size(2), -1))
+
+
+def test_attention_fully_masked_row_gives_zero_weights() -> None:
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(8, 2, 0.0)
+    q, kv = torch.randn(2, 3, 8, requires_grad=True), torch.randn(2, 4, 8)
+    mask = torch.tensor([[True, False, True, True], [False] * 4]).unsqueeze(1)  # item 1 has no keys
+    out = attn(q, kv, kv, mask)
+    assert torch.allclose(out[1], attn.linear_out.bias.expand(3, -1))  # zero weights, no NaN
+    qh, (k, v) = attn.split_heads(attn.linear_q(q)), attn.project_kv(kv, kv)
+    ref = merge_heads(attn, reference_attention(qh @ k.transpose(-2, -1) / 2.0, v, mask.unsqueeze(1)))
+    assert (out - ref).abs().max().item() <= 1e-6
+    out.sum().backward()
+    assert torch.isfinite(q.grad).all()
+
+
+def test_rel_position_attention_matches_unfused_formula() -> None:
+    torch.manual_seed(0)
+    attn = RelPositionMultiHeadAttention(16, 4, 0.0)
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    _, pos_emb = RelativePositionalEncoding(16, 0.0)(x)
+    mask = length_mask(torch.tensor([5, 3, 0]), 5).unsqueeze(1)  # (B, 1, T); item 2 is empty
+    out = attn(x, pos_emb, mask)
+    q = attn.linear_q(x).view(3, 5, 4, 4)
+    k, v = attn.project_kv(x, x)
+    p = attn.split_heads(attn.linear_pos(pos_emb))  # (1, H, 2T-1, d_k)
+    content = (q + attn.pos_bias_u).transpose(1, 2) @ k.transpose(-2, -1)
+    position = rel_shift((q + attn.pos_bias_v).transpose(1, 2) @ p.transpose(-2, -1))
+    ref = merge_heads(attn, reference_attention((content + position) / 2.0, v, mask.unsqueeze(1)))
+    assert (out - ref).abs().max().item() <= 1e-5
+    grads = torch.autograd.grad(out.square().sum(), [x, attn.pos_bias_v, attn.linear_pos.weight])
+    ref_grads = torch.autograd.grad(ref.square().sum(), [x, attn.pos_bias_v, attn.linear_pos.weight])
+    for g, r in zip(grads, ref_grads, strict=True):
+        assert torch.isfinite(g).all() and torch.allclose(g, r, atol=1e-5, rtol=1e-4)
+    unmasked = merge_heads(attn, reference_attention((content + position) / 2.0, v, torch.ones(1, 1, 1, 5).bool()))
+    assert (attn(x, pos_emb, None) - unmasked).abs().max().item() <= 1e-5
+
+
+def test_attention_dropout_acts_in_training_only() -> None:
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(8, 2, 0.5)
+    q, kv = torch.randn(1, 4, 8), torch.randn(1, 6, 8)
+    attn.eval()
+    assert torch.equal(attn(q, kv, kv, None), attn(q, kv, kv, None))
+    attn.train()
+    assert not torch.allclose(attn(q, kv, kv, None), attn(q, kv, kv, None))
 
 
 def test_attention_ignores_masked_keys() -> None:
@@ -118,11 +170,43 @@ def test_decoder_step_matches_teacher_forcing_and_cache_reorders() -> None:
         assert cache[0]["self_k"].size(2) == step
     # reorder hypotheses: rows [2, 0] of the cache continue rows [2, 0] of ys
     idx = torch.tensor([2, 0])
+    src_k = cache[0]["src"].k
     cache = select_cache(cache, torch.tensor([2, 0]))
+    assert torch.equal(cache[0]["src"].k, src_k[idx])
     ext = torch.cat([ys[idx], torch.tensor([[5], [6]])], dim=1)
     logits, _ = dec.step(ext, memory[idx], mem_lens[idx], cache)
     ref = dec(ext, torch.tensor([7, 7]), memory[idx], mem_lens[idx])[:, -1]
     assert (logits - ref).abs().max().item() <= 1e-5
+
+
+@torch.no_grad()
+def test_select_cache_keeps_encoder_keys_once_per_utterance() -> None:
+    dec = tiny_decoder(causal=True)
+    torch.manual_seed(5)
+    memory, mem_lens = torch.randn(2, 9, 32), torch.tensor([9, 6])
+    rows = torch.tensor([0, 0, 1, 1])  # a beam of two hypotheses per utterance
+    ys = torch.randint(4, 11, (4, 3))
+    logits, cache = dec.step(ys, memory[rows], mem_lens[rows], None)  # one memory row per hypothesis
+    shared_logits, shared = dec.step(ys, memory, mem_lens, None)  # one memory row per run of 2
+    assert (logits - shared_logits).abs().max().item() <= 1e-5 and shared[0]["src"].k.size(0) == 2
+    swap = torch.tensor([1, 1, 3, 2])  # each row continues a hypothesis of its own utterance
+    compact = select_cache(cache, swap, group=2)
+    for layer, new, ref in zip(cache, compact, shared, strict=True):
+        assert torch.equal(new["self_k"], layer["self_k"][swap])
+        assert new["src"].group == 2 and torch.allclose(new["src"].k, ref["src"].k, atol=1e-6)
+    again = select_cache(compact, torch.tensor([0, 1, 3, 3]), group=2)
+    assert all(a["src"] is c["src"] for a, c in zip(again, compact, strict=True))  # nothing copied
+    ext = torch.cat([ys[swap], torch.tensor([[4], [5], [6], [7]])], dim=1)
+    ref = dec(ext, torch.tensor([4] * 4), memory[rows], mem_lens[rows])[:, -1]
+    for reordered in (compact, select_cache(cache, swap), select_cache(shared, swap, group=2)):
+        logits, _ = dec.step(ext, memory[rows], mem_lens[rows], reordered)
+        assert (logits - ref).abs().max().item() <= 1e-5
+    dropped = select_cache(compact, torch.tensor([2, 3]), group=2)  # utterance 0 leaves the beam
+    assert torch.equal(dropped[0]["src"].v, compact[0]["src"].v[1:])
+    spread = select_cache(compact, torch.tensor([3, 0, 1]))  # back to one source row per hypothesis
+    assert spread[0]["src"].group == 1 and torch.equal(spread[0]["src"].k, compact[0]["src"].k[[1, 0, 0]])
+    with pytest.raises(ValueError, match="runs of 2"):
+        select_cache(compact, torch.tensor([0, 1, 2]), group=2)
 
 
 @torch.no_grad()

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from kdlab.data.tokenizer import BLANK, MASK, SOS_EOS
-from kdlab.search.attention import index_cache, joint_beam_search
+from kdlab.nn.decoder import TransformerDecoder, select_cache
+from kdlab.search.attention import joint_beam_search
 from kdlab.search.ctc_prefix_score import CTCPrefixScorer
 
 V = 7  # 0 blank, 1 unk, 2 sos/eos, 3 mask, 4..6 regular
@@ -111,6 +112,33 @@ def test_maxlen_and_min_length():
     assert all(len(h.tokens) == 3 for h in hyps)
 
 
+@torch.no_grad()
+def test_cached_transformer_decoder_searches_like_recomputing_every_prefix():
+    """The decoder cache (reordered per step, encoder keys kept per utterance) changes no hypothesis."""
+    torch.manual_seed(6)
+    dec = TransformerDecoder(V, 16, 2, 32, 2, 0.0, 0.0, 0.0, causal=True).eval()
+    with torch.no_grad():
+        dec.output_layer.bias[SOS_EOS] -= 2.0  # longer hypotheses, ending at different steps
+    enc, lens = torch.randn(3, 6, 16), torch.tensor([6, 3, 5])
+    ctc = torch.randn(3, 6, V).log_softmax(-1)
+
+    def cached(ys, rows, cache):
+        logits, cache = dec.step(ys, enc[rows], lens[rows], cache)
+        return logits.log_softmax(-1), cache
+
+    def recomputed(ys, rows, cache):  # no cache: teacher forcing over the whole prefix
+        logits = dec(ys, torch.full((len(ys),), ys.size(1)), enc[rows], lens[rows])[:, -1]
+        return logits.log_softmax(-1), None
+
+    for lam in (0.0, 0.3):
+        fast = joint_beam_search(ctc, lens, cached, beam=3, ctc_weight=lam, nbest=3)
+        slow = joint_beam_search(ctc, lens, recomputed, beam=3, ctc_weight=lam, nbest=3)
+        assert {len(h.tokens) for hyps in slow for h in hyps} != {1}  # the search went beyond one step
+        for a, b in zip(fast, slow, strict=True):
+            assert [h.tokens for h in a] == [h.tokens for h in b]
+            assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
+
+
 def test_prefix_scorer_vectorised_equals_ctc_loss():
     torch.manual_seed(4)
     ctc = torch.randn(1, 6, V, dtype=torch.float64).log_softmax(-1)
@@ -127,11 +155,11 @@ def test_prefix_scorer_vectorised_equals_ctc_loss():
     assert float(st.psi[0]) == pytest.approx(float(torch.log(total)), abs=1e-6)
 
 
-def test_index_cache_and_errors():
+def test_select_cache_and_errors():
     cache = [{"k": torch.arange(6).view(3, 2)}, (torch.arange(3),)]
-    out = index_cache(cache, torch.tensor([2, 0]))
+    out = select_cache(cache, torch.tensor([2, 0]))
     assert out[0]["k"].tolist() == [[4, 5], [0, 1]] and out[1][0].tolist() == [2, 0]
     with pytest.raises(TypeError, match="cache"):
-        index_cache({"k": "x"}, torch.tensor([0]))
+        select_cache({"k": "x"}, torch.tensor([0]))
     with pytest.raises(ValueError, match="ctc_weight"):
         joint_beam_search(torch.zeros(1, 2, V), torch.tensor([2]), ToyDecoder(0).step, ctc_weight=1.5)

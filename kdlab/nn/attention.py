@@ -3,6 +3,10 @@
 Parameter layout mirrors ESPnet2's ``MultiHeadedAttention`` / ``RelPositionMultiHeadedAttention``:
 ``linear_q/k/v/out`` with bias, and for the relative variant ``linear_pos`` (no bias) plus the learned
 biases ``pos_bias_u``, ``pos_bias_v`` of shape (heads, d_k) (Dai et al. 2019, Transformer-XL).
+
+Both run on ``torch.nn.functional.scaled_dot_product_attention`` (fused kernels where the backend has
+them). Masks are bool, True = attend. A query whose keys are all masked (e.g. a zero-length item) gets
+all-zero attention weights, so its attention output is ``linear_out``'s bias, never NaN.
 """
 
 from __future__ import annotations
@@ -10,18 +14,8 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-
-
-def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Softmax over the last dim; ``mask`` (bool, True = keep) broadcasts to ``scores``.
-
-    Fully masked rows give all-zero weights instead of NaN.
-    """
-    if mask is None:
-        return torch.softmax(scores, dim=-1)
-    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    return torch.softmax(scores, dim=-1).masked_fill(~mask, 0.0)
 
 
 class MultiHeadAttention(nn.Module):
@@ -36,7 +30,7 @@ class MultiHeadAttention(nn.Module):
         self.linear_k = nn.Linear(d_model, d_model)
         self.linear_v = nn.Linear(d_model, d_model)
         self.linear_out = nn.Linear(d_model, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout_p = dropout  # dropout on the attention weights, applied by SDPA in training
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, H, T, d_k)."""
@@ -47,17 +41,21 @@ class MultiHeadAttention(nn.Module):
         return self.split_heads(self.linear_k(key)), self.split_heads(self.linear_v(value))
 
     def attend(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, group: int = 1
     ) -> torch.Tensor:
-        """q (B, H, Tq, d_k), k/v (B, H, Tk, d_k), mask broadcastable to (B, 1|H, Tq, Tk) -> (B, Tq, D)."""
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_k)  # (B, H, Tq, Tk)
-        return self.combine(scores, v, mask)
+        """q (S·g, H, Tq, d_k), k/v (S, H, Tk, d_k) -> (S·g, Tq, D), g = ``group``.
 
-    def combine(self, scores: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Weights from ``scores`` (B, H, Tq, Tk) applied to ``v`` (B, H, Tk, d_k) -> (B, Tq, D)."""
-        weights = self.dropout(masked_softmax(scores, mask))
-        out = (weights @ v).transpose(1, 2)  # (B, Tq, H, d_k)
-        return self.linear_out(out.reshape(out.size(0), out.size(1), -1))
+        ``mask`` is bool (True = attend) or an additive float bias (already divided by sqrt(d_k)),
+        broadcastable to (S, 1|H, Tq, Tk); with ``group`` > 1 it must be a key mask (S, 1, 1, Tk).
+        ``group`` > 1: each run of g consecutive query rows shares one row of keys/values (beam
+        hypotheses of one utterance against its encoder output); the run's queries are attended as one.
+        """
+        s, h, tq, d_k = q.size(0) // group, q.size(1), q.size(2), self.d_k
+        q = q.view(s, group, h, tq, d_k).transpose(1, 2).reshape(s, h, group * tq, d_k)  # (S, H, g·Tq, d_k)
+        p = self.dropout_p if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (S, H, g·Tq, d_k)
+        out = out.view(s, h, group, tq, d_k).permute(0, 2, 3, 1, 4)  # (S, g, Tq, H, d_k)
+        return self.linear_out(out.reshape(s * group, tq, h * d_k))
 
     def forward(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None
@@ -69,23 +67,24 @@ class MultiHeadAttention(nn.Module):
 
 
 def rel_shift(scores: torch.Tensor) -> torch.Tensor:
-    """Re-index position scores from "absolute slot in R" to "key index".
+    """Re-index position scores from "absolute slot in R" to "key index" (a strided view of ``scores``).
 
     ``scores`` (B, H, T, 2T-1) holds, for query ``i``, the score against R[m], the embedding of distance
     ``T-1-m``.  The result (B, H, T, T) holds at ``[i, j]`` the score for distance ``i - j``, i.e. slot
-    ``m = T-1-i+j``.
+    ``m = T-1-i+j``: element ``[b, h, i, j]`` sits at ``[b, h, i, T-1]`` moved by ``j - i`` slots, so row
+    ``i`` starts ``stride_i - stride_m`` after row ``i - 1``.
     """
-    t = scores.size(2)
-    i = torch.arange(t, device=scores.device).unsqueeze(1)  # (T, 1)
-    j = torch.arange(t, device=scores.device).unsqueeze(0)  # (1, T)
-    slots = (t - 1 - i + j).expand(*scores.shape[:2], t, t)  # (B, H, T, T)
-    return scores.gather(-1, slots)
+    scores = scores.contiguous()  # a no-op for a matmul result; makes the row stride >= the slot stride
+    b, h, t, _ = scores.shape
+    sb, sh, si, sm = scores.stride()
+    return scores.as_strided((b, h, t, t), (sb, sh, si - sm, sm), scores.storage_offset() + (t - 1) * sm)
 
 
 class RelPositionMultiHeadAttention(MultiHeadAttention):
     """Self-attention with relative positional scores (Conformer, Gulati et al. 2020).
 
-    score(i, j) = (q_i + u)·k_j + (q_i + v)·W_pos R_{i-j}, divided by sqrt(d_k).
+    score(i, j) = (q_i + u)·k_j + (q_i + v)·W_pos R_{i-j}, divided by sqrt(d_k).  The fused attention
+    computes the content term itself; the position term goes in as its additive float mask.
     """
 
     def __init__(self, d_model: int, heads: int, dropout: float) -> None:
@@ -96,16 +95,25 @@ class RelPositionMultiHeadAttention(MultiHeadAttention):
         nn.init.xavier_uniform_(self.pos_bias_u)
         nn.init.xavier_uniform_(self.pos_bias_v)
 
+    def position_bias(
+        self, q: torch.Tensor, pos_emb: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """q (B, T, H, d_k), pos_emb (1, 2T-1, D), mask (B, 1, T) -> additive bias (B, H, T, T).
+
+        Holds (q_i + v)·W_pos R_{i-j} / sqrt(d_k), and -inf at masked keys.
+        """
+        p = self.split_heads(self.linear_pos(pos_emb)) / math.sqrt(self.d_k)  # (1, H, 2T-1, d_k)
+        q_v = (q + self.pos_bias_v).transpose(1, 2)  # (B, H, T, d_k)
+        bias = rel_shift(q_v @ p.transpose(-2, -1))  # (B, H, T, T), a strided view
+        if mask is None:
+            return bias
+        return bias.masked_fill(~mask.unsqueeze(1), float("-inf"))  # (B, H, T, T), contiguous
+
     def forward(  # type: ignore[override]
         self, x: torch.Tensor, pos_emb: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
         """x (B, T, D), pos_emb (1, 2T-1, D), mask (B, 1, T) bool over keys -> (B, T, D)."""
         q = self.linear_q(x).view(x.size(0), x.size(1), self.heads, self.d_k)  # (B, T, H, d_k)
         k, v = self.project_kv(x, x)  # (B, H, T, d_k)
-        p = self.split_heads(self.linear_pos(pos_emb))  # (1, H, 2T-1, d_k)
         q_u = (q + self.pos_bias_u).transpose(1, 2)  # (B, H, T, d_k)
-        q_v = (q + self.pos_bias_v).transpose(1, 2)  # (B, H, T, d_k)
-        content = q_u @ k.transpose(-2, -1)  # (B, H, T, T)
-        position = rel_shift(q_v @ p.transpose(-2, -1))  # (B, H, T, T)
-        scores = (content + position) / math.sqrt(self.d_k)
-        return self.combine(scores, v, None if mask is None else mask.unsqueeze(1))
+        return self.attend(q_u, k, v, self.position_bias(q, pos_emb, mask))

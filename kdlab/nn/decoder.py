@@ -4,12 +4,16 @@ Layout mirrors ESPnet2's ``TransformerDecoder``: Embedding + absolute sinusoidal
 blocks of self-attention → source attention → FFN (ReLU), a final LayerNorm and ``Linear(d → V)``.
 
 Incremental decoding (``step``) keeps, per layer, the projected self-attention keys/values of the
-positions already seen and the projected encoder keys/values, so each call only computes the new
-positions.  A cache is ``list[dict[str, Tensor]]`` (one dict per layer) whose tensors all have the
-hypotheses on dim 0; reorder it for beam search with ``select_cache``.
+positions already seen (``self_k``/``self_v``) and the projected encoder keys/values (``src``, a
+:class:`SourceKV`), so each call only computes the new positions.  A cache is ``list[LayerCache]`` (one
+dict per layer) whose tensors all have the hypotheses on dim 0; reorder it for beam search with
+``select_cache``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -19,12 +23,52 @@ from kdlab.nn.conformer import FeedForward
 from kdlab.nn.masks import causal_mask, length_mask
 from kdlab.nn.positional import AbsolutePositionalEncoding
 
-LayerCache = dict[str, torch.Tensor]
+
+@dataclass(frozen=True)
+class SourceKV:
+    """One layer's projected encoder output, shared by runs of ``group`` hypotheses of one utterance.
+
+    ``k``, ``v`` (S, H, T', d_k) and the key mask ``mask`` (S, 1, 1, T'); hypothesis ``n`` reads source
+    row ``n // group``.  Reordering keeps them per utterance, and copies nothing while the utterances stay.
+    """
+
+    k: torch.Tensor
+    v: torch.Tensor
+    mask: torch.Tensor
+    group: int
+
+    def select(self, index: torch.Tensor, group: int) -> SourceKV:
+        """Source of hypotheses ``index`` (N',) whose runs of ``group`` rows each share an utterance."""
+        src = index[::group] // self.group  # (N' / group,) source row of each new run
+        if len(src) == self.k.size(0) and torch.equal(src, torch.arange(len(src), device=src.device)):
+            return self if group == self.group else replace(self, group=group)
+        return SourceKV(self.k[src], self.v[src], self.mask[src], group)
 
 
-def select_cache(cache: list[LayerCache], index: torch.Tensor) -> list[LayerCache]:
-    """Pick hypotheses ``index`` (N',) from every cached tensor (dim 0)."""
-    return [{name: t.index_select(0, index) for name, t in layer.items()} for layer in cache]
+LayerCache = dict[str, Any]  # "self_k", "self_v": (N, H, l, d_k); "src": SourceKV
+
+
+def select_cache(cache: Any, index: torch.Tensor, group: int = 1) -> Any:
+    """Reorder a decoder cache: pick hypotheses ``index`` (N',) from every tensor (dim 0).
+
+    Works on any nesting of lists, tuples and dicts; plain numbers (e.g. a step counter) are shared by all
+    hypotheses and kept as they are.  ``group`` > 1 promises that the new rows come in runs of ``group``
+    hypotheses of one utterance (as in a beam of that width): :class:`SourceKV` entries are then stored
+    once per run, and not copied at all while the runs keep their utterances.
+    """
+    if cache is None or isinstance(cache, (int, float, bool)):
+        return cache
+    if isinstance(cache, torch.Tensor):
+        return cache.index_select(0, index.to(cache.device))
+    if isinstance(cache, SourceKV):
+        if len(index) % group:
+            raise ValueError(f"{len(index)} hypotheses do not come in runs of {group}")
+        return cache.select(index.to(cache.k.device), group)
+    if isinstance(cache, (list, tuple)):
+        return type(cache)(select_cache(c, index, group) for c in cache)
+    if isinstance(cache, dict):
+        return {k: select_cache(v, index, group) for k, v in cache.items()}
+    raise TypeError(f"cannot reorder a decoder cache of type {type(cache).__name__}")
 
 
 class DecoderLayer(nn.Module):
@@ -43,28 +87,31 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        self_mask: torch.Tensor,
+        self_mask: torch.Tensor | None,
         memory: torch.Tensor,
         memory_mask: torch.Tensor,
         cache: LayerCache | None = None,
     ) -> tuple[torch.Tensor, LayerCache]:
-        """x (B, l, D) new positions; self_mask (B, l, past + l); memory (B, T', D); memory_mask (B, 1, T').
+        """x (N, l, D) new positions; self_mask (N|1, l|1, past + l) or None (all visible);
+        memory (S, T', D) and memory_mask (S, 1, T'), each row shared by N / S consecutive rows of ``x``.
 
-        Returns the new positions' outputs (B, l, D) and the layer cache extended by them.
+        Returns the new positions' outputs (N, l, D) and the layer cache extended by them.
         """
         h = self.norm1(x)
-        k, v = self.self_attn.project_kv(h, h)  # (B, H, l, d_k)
+        k, v = self.self_attn.project_kv(h, h)  # (N, H, l, d_k)
         if cache is not None:
             k, v = torch.cat([cache["self_k"], k], dim=2), torch.cat([cache["self_v"], v], dim=2)
-            src_k, src_v = cache["src_k"], cache["src_v"]
+            src = cache["src"]
         else:
-            src_k, src_v = self.src_attn.project_kv(memory, memory)  # (B, H, T', d_k)
-        q = self.self_attn.split_heads(self.self_attn.linear_q(h))
-        x = x + self.dropout(self.self_attn.attend(q, k, v, self_mask.unsqueeze(1)))
-        q = self.src_attn.split_heads(self.src_attn.linear_q(self.norm2(x)))
-        x = x + self.dropout(self.src_attn.attend(q, src_k, src_v, memory_mask.unsqueeze(1)))
+            src_k, src_v = self.src_attn.project_kv(memory, memory)  # (S, H, T', d_k)
+            src = SourceKV(src_k, src_v, memory_mask.unsqueeze(1), x.size(0) // memory.size(0))
+        q = self.self_attn.split_heads(self.self_attn.linear_q(h))  # (N, H, l, d_k)
+        mask = None if self_mask is None else self_mask.unsqueeze(1)  # (N|1, 1, l|1, past + l)
+        x = x + self.dropout(self.self_attn.attend(q, k, v, mask))
+        q = self.src_attn.split_heads(self.src_attn.linear_q(self.norm2(x)))  # (N, H, l, d_k)
+        x = x + self.dropout(self.src_attn.attend(q, src.k, src.v, src.mask, src.group))
         x = x + self.dropout(self.feed_forward(self.norm3(x)))
-        return x, {"self_k": k, "self_v": v, "src_k": src_k, "src_v": src_v}
+        return x, {"self_k": k, "self_v": v, "src": src}
 
 
 class TransformerDecoder(nn.Module):
@@ -113,7 +160,6 @@ class TransformerDecoder(nn.Module):
         self_mask = valid.unsqueeze(1)  # (B, 1, L) keys
         if self.causal:
             self_mask = self_mask & causal_mask(length, ys_in.device).unsqueeze(0)  # (B, L, L)
-        self_mask = self_mask.expand(-1, length, -1)
         memory_mask = length_mask(memory_lens, memory.size(1)).unsqueeze(1)  # (B, 1, T')
         x = self.pos_enc(self.embed(ys_in))  # (B, L, D)
         for layer in self.decoders:
@@ -129,17 +175,22 @@ class TransformerDecoder(nn.Module):
     ) -> tuple[torch.Tensor, list[LayerCache]]:
         """Causal incremental decoding over the full prefix ``ys`` (N, l) without padding.
 
-        Only positions not yet in ``cache`` are computed.  Returns the last position's logits (N, V)
-        and the updated cache.
+        ``memory`` (S, T', D) and ``memory_lens`` (S,) are only read when ``cache`` is None; S may divide
+        N, each memory row then serving N / S consecutive hypotheses.  Only positions not yet in ``cache``
+        are computed (and checked).  Returns the last position's logits (N, V) and the updated cache.
         """
         if not self.causal:
             raise RuntimeError("incremental decoding needs a causal decoder")
-        self.check_tokens(ys)
         past = 0 if cache is None else cache[0]["self_k"].size(2)
         if past >= ys.size(1):
             raise ValueError(f"prefix length {ys.size(1)} is not longer than the cached length {past}")
-        self_mask = causal_mask(ys.size(1), ys.device)[past:].unsqueeze(0).expand(ys.size(0), -1, -1)
-        memory_mask = length_mask(memory_lens, memory.size(1)).unsqueeze(1)  # (N, 1, T')
+        if cache is None and ys.size(0) % memory.size(0):
+            raise ValueError(f"{ys.size(0)} hypotheses cannot share {memory.size(0)} memory rows evenly")
+        self.check_tokens(ys[:, past:])
+        self_mask = None  # one new position sees the whole prefix
+        if ys.size(1) - past > 1:
+            self_mask = causal_mask(ys.size(1), ys.device)[past:].unsqueeze(0)  # (1, new, l)
+        memory_mask = length_mask(memory_lens, memory.size(1)).unsqueeze(1)  # (S, 1, T')
         x = self.pos_enc(self.embed(ys[:, past:]), offset=past)  # (N, new, D)
         new_cache = []
         for i, layer in enumerate(self.decoders):

@@ -26,28 +26,14 @@ from typing import Any
 import torch
 
 from kdlab.data.tokenizer import BLANK, MASK, SOS_EOS
+from kdlab.nn.decoder import select_cache
 from kdlab.search.ctc_prefix_score import CTCPrefixScorer
 from kdlab.search.types import AttentionBeamTrace, BeamStep, Hyp
 
-# (ys (N, l), rows (N,), cache) -> (log-probs (N, V), cache); rows = utterance index of each hypothesis
+# (ys (N, l), rows (N,), cache) -> (log-probs (N, V), cache); rows = utterance index of each hypothesis.
+# The cache is reordered with kdlab.nn.decoder.select_cache (tensors with the hypotheses on dim 0).
 StepFn = Callable[[torch.Tensor, torch.Tensor, Any], tuple[torch.Tensor, Any]]
 NEG_INF = float("-inf")
-
-
-def index_cache(cache: Any, idx: torch.Tensor) -> Any:
-    """Reorder a decoder cache (tensors with the hypothesis dimension first, nested in lists/dicts).
-
-    Plain numbers (e.g. a step counter) are shared by all hypotheses and kept as they are.
-    """
-    if cache is None or isinstance(cache, (int, float, bool)):
-        return cache
-    if isinstance(cache, torch.Tensor):
-        return cache.index_select(0, idx.to(cache.device))
-    if isinstance(cache, (list, tuple)):
-        return type(cache)(index_cache(c, idx) for c in cache)
-    if isinstance(cache, dict):
-        return {k: index_cache(v, idx) for k, v in cache.items()}
-    raise TypeError(f"cannot reorder a decoder cache of type {type(cache).__name__}")
 
 
 class _Beam:
@@ -56,6 +42,7 @@ class _Beam:
     def __init__(self, utts: torch.Tensor, W: int, scorer: CTCPrefixScorer | None) -> None:
         dev = utts.device
         self.utts = utts  # (A,) original utterance index of each active utterance
+        self.W = W
         self.rows = utts.repeat_interleave(W)  # (N,)
         N = len(self.rows)
         self.ys = torch.full((N, 1), SOS_EOS, dtype=torch.long, device=dev)
@@ -66,10 +53,12 @@ class _Beam:
         self.cache: Any = None
 
     def select(self, idx: torch.Tensor, new_tok: torch.Tensor | None = None) -> None:
+        """Keep hypotheses ``idx`` (N',), optionally extended by ``new_tok`` (N',)."""
         self.rows = self.rows[idx]
         self.ys = self.ys[idx] if new_tok is None else torch.cat([self.ys[idx], new_tok[:, None]], dim=1)
         self.score, self.att = self.score[idx], self.att[idx]
-        self.cache = index_cache(self.cache, idx)
+        # rows stay in runs of W hypotheses per utterance: the decoder keeps its encoder keys once per run
+        self.cache = select_cache(self.cache, idx, group=self.W)
 
 
 def _step_scores(
