@@ -147,6 +147,20 @@ def test_feature_cache_roundtrip(tmp_path):
     assert cache.get("broken", 1.0) is None
 
 
+def test_feature_cache_recomputes_after_the_audio_changes(tmp_path):
+    """A corpus rebuilt in place (same ids, new audio) must not be read from stale cache entries."""
+    import os
+
+    audio = tmp_path / "utt.flac"
+    audio.write_bytes(b"old")
+    cache = FeatureCache(tmp_path / "cache")
+    old = cache.get_or_compute("utt", 1.0, lambda: torch.zeros(3, 80), audio)
+    assert torch.equal(cache.get_or_compute("utt", 1.0, lambda: torch.ones(3, 80), audio), old)  # fresh: kept
+    later = cache.path("utt", 1.0).stat().st_mtime_ns + 10**9
+    os.utime(audio, ns=(later, later))  # the audio was rewritten after the cache entry
+    assert torch.equal(cache.get_or_compute("utt", 1.0, lambda: torch.ones(3, 80), audio), torch.ones(3, 80))
+
+
 def test_features_on_embedded_corpus(tiny_corpus_zh):
     from kdlab.data.audio import load_audio
     from kdlab.data.manifest import read_manifest

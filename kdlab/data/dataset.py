@@ -66,7 +66,7 @@ class UtteranceFeatures:
         """Raw log-mel fbank (T, D) of one record."""
         if self.cache is None:
             return self._compute(rec, speed)
-        return self.cache.get_or_compute(rec["id"], speed, lambda: self._compute(rec, speed))
+        return self.cache.get_or_compute(rec["id"], speed, lambda: self._compute(rec, speed), rec["path"])
 
     def _compute(self, rec: dict, speed: float) -> torch.Tensor:
         from kdlab.data.audio import AudioError, load_audio

@@ -202,10 +202,19 @@ def time_warp(x: torch.Tensor, window: int, gen: torch.Generator | None = None) 
     return torch.cat([left, right], dim=2).squeeze(0).T.contiguous()  # (T, D)
 
 
+def _newer(source: str | Path, cached: Path) -> bool:
+    """True when ``source`` was modified after ``cached`` was written (a missing source is not newer)."""
+    try:
+        return os.stat(source).st_mtime_ns > cached.stat().st_mtime_ns
+    except OSError:
+        return False
+
+
 class FeatureCache:
     """Fbank features on disk, one ``.pt`` file per (utterance id, speed factor).
 
-    Files are written atomically, so several data-loader workers may share a cache folder.
+    Files are written atomically, so several data-loader workers may share a cache folder. An entry older
+    than its ``source`` audio file is stale (the corpus was rebuilt in place) and is computed again.
     """
 
     def __init__(self, cache_dir: str | Path, cfg: FbankConfig | None = None) -> None:
@@ -220,9 +229,9 @@ class FeatureCache:
             safe += "-" + hashlib.sha1(utt_id.encode()).hexdigest()[:8]
         return self.root / f"{safe}__sp{speed:g}.pt"
 
-    def get(self, utt_id: str, speed: float = 1.0) -> torch.Tensor | None:
+    def get(self, utt_id: str, speed: float = 1.0, source: str | Path | None = None) -> torch.Tensor | None:
         p = self.path(utt_id, speed)
-        if not p.is_file():
+        if not p.is_file() or (source is not None and _newer(source, p)):
             return None
         try:
             feats = torch.load(p, weights_only=True)
@@ -236,8 +245,9 @@ class FeatureCache:
         torch.save(feats.contiguous().clone(), tmp)
         os.replace(tmp, p)
 
-    def get_or_compute(self, utt_id: str, speed: float, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        feats = self.get(utt_id, speed)
+    def get_or_compute(self, utt_id: str, speed: float, compute: Callable[[], torch.Tensor],
+                       source: str | Path | None = None) -> torch.Tensor:
+        feats = self.get(utt_id, speed, source)
         if feats is None:
             feats = compute()
             self.put(utt_id, speed, feats)

@@ -28,7 +28,7 @@ from kdlab.data.synth.render import SAMPLE_RATE, Plan, init_worker, render
 DEFAULT_TRAIN_HOURS = 3.0
 DEFAULT_DEV = 150
 DEFAULT_TEST = 150
-VERSION = 4  # bump when the same parameters would give different audio or text
+VERSION = 5  # bump when the same parameters would give different audio or text
 
 
 @dataclass(frozen=True)
