@@ -230,3 +230,20 @@ def test_causal_vs_bidirectional_and_padding_in_decoder() -> None:
         assert (a - b).abs().max().item() <= 1e-5
     with pytest.raises(ValueError, match=r"rows \[0\]"):
         bidir(torch.tensor([[4, 11]]), torch.tensor([2]), memory, mem_lens)
+
+
+def test_relative_position_cmlm_decoder() -> None:
+    """The CMLM option ``rel_pos``: bidirectional, padding-invariant, scaled embedding init, AR refused."""
+    torch.manual_seed(5)
+    dec = TransformerDecoder(11, 32, 4, 64, 2, 0.0, 0.0, 0.0, causal=False, rel_pos=True,
+                             embed_std=32**-0.5).eval()
+    assert abs(dec.embed.weight.std().item() - 32**-0.5) < 0.03
+    memory, mem_lens = torch.randn(2, 6, 32), torch.tensor([6, 4])
+    ys, lens = torch.tensor([[4, 5, 6, 7], [4, 5, 6, 7]]), torch.tensor([4, 4])
+    late = torch.tensor([[4, 5, 6, 9], [4, 5, 6, 9]])
+    assert not torch.allclose(dec(ys, lens, memory, mem_lens)[:, :3], dec(late, lens, memory, mem_lens)[:, :3])
+    alone = dec(ys[1:], lens[1:], memory[1:, :4], mem_lens[1:])  # no padding at all
+    padded = dec(torch.tensor([[4, 5, 6, 7, -1, -1]] * 2), lens, memory, mem_lens)[1:, :4]
+    assert (alone - padded).abs().max().item() <= 1e-5
+    with pytest.raises(ValueError, match="bidirectional"):
+        TransformerDecoder(11, 32, 4, 64, 2, 0.0, 0.0, 0.0, causal=True, rel_pos=True)

@@ -41,7 +41,8 @@ def make_decoder(cfg: ModelConfig, vocab_size: int, causal: bool) -> Transformer
     """The Transformer decoder of ``cfg``: causal for the AR model (eq 1–2), bidirectional CMLM (eq 4)."""
     return TransformerDecoder(
         vocab_size, cfg.d_model, cfg.heads, cfg.ffn_dim, cfg.dec_blocks, cfg.dropout, cfg.pos_dropout,
-        cfg.attn_dropout, causal=causal,
+        cfg.attn_dropout, causal=causal, rel_pos=cfg.cmlm_rel_pos and not causal,
+        embed_std=cfg.dec_embed_std or None,
     )
 
 

@@ -33,12 +33,16 @@ class ModelConfig:
     lsm_weight: float = 0.1  # label smoothing of the attention / MLM cross entropy
     n_mels: int = 80  # input feature dimension
     subsample_channels: int = 0  # Conv2d subsampling channels; 0: d_model (ESPnet). The mini presets use fewer
+    cmlm_rel_pos: bool = False  # CMLM decoder self-attention with relative positions (ESPnet: absolute)
+    dec_embed_std: float = 0.0  # decoder embedding init std; 0: torch's N(0, 1) as ESPnet (fairseq: d^-0.5)
 
     def __post_init__(self) -> None:
         if self.d_model % self.heads:
             raise ValueError(f"ModelConfig: d_model={self.d_model} is not divisible by heads={self.heads}")
         if self.d_model % 2:
             raise ValueError(f"ModelConfig: d_model={self.d_model} must be even (sinusoidal positions)")
+        if self.dec_embed_std < 0:
+            raise ValueError(f"ModelConfig: dec_embed_std={self.dec_embed_std} must be >= 0")
         if self.subsample_channels < 0:
             raise ValueError(f"ModelConfig: subsample_channels={self.subsample_channels} must be >= 0")
         if self.cnn_kernel % 2 == 0:

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab.nn.attention import MultiHeadAttention
+from kdlab.nn.attention import MultiHeadAttention, RelPositionMultiHeadAttention
 from kdlab.nn.conformer import FeedForward
 from kdlab.nn.masks import causal_mask, length_mask
-from kdlab.nn.positional import AbsolutePositionalEncoding
+from kdlab.nn.positional import AbsolutePositionalEncoding, RelativePositionalEncoding
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,11 @@ def select_cache(cache: Any, index: torch.Tensor, group: int = 1) -> Any:
 class DecoderLayer(nn.Module):
     """Pre-LN: x + SelfAttn(LN x) → x + SrcAttn(LN x, enc) → x + FFN(LN x)."""
 
-    def __init__(self, d_model: int, heads: int, ffn_dim: int, dropout: float, attn_dropout: float) -> None:
+    def __init__(self, d_model: int, heads: int, ffn_dim: int, dropout: float, attn_dropout: float,
+                 rel_pos: bool = False) -> None:
         super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, heads, attn_dropout)
+        attn = RelPositionMultiHeadAttention if rel_pos else MultiHeadAttention
+        self.self_attn = attn(d_model, heads, attn_dropout)
         self.src_attn = MultiHeadAttention(d_model, heads, attn_dropout)
         self.feed_forward = FeedForward(d_model, ffn_dim, dropout, nn.ReLU())
         self.norm1 = nn.LayerNorm(d_model)
@@ -114,6 +116,23 @@ class DecoderLayer(nn.Module):
         return x, {"self_k": k, "self_v": v, "src": src}
 
 
+    def forward_rel(self, x: torch.Tensor, pos_emb: torch.Tensor, key_mask: torch.Tensor, memory: torch.Tensor,
+                    memory_mask: torch.Tensor) -> torch.Tensor:
+        """Bidirectional block with relative-position self-attention (CMLM, ``rel_pos=True``).
+
+        x (B, L, D), pos_emb (1, 2L-1, D), key_mask (B, 1, L), memory (B, T', D), memory_mask (B, 1, T').
+        """
+        x = x + self.dropout(self.self_attn(self.norm1(x), pos_emb, key_mask))
+        return self._source_and_ffn(x, memory, memory_mask)
+
+    def _source_and_ffn(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        """x + SrcAttn(LN x, memory) → x + FFN(LN x); memory (B, T', D), memory_mask (B, 1, T')."""
+        src_k, src_v = self.src_attn.project_kv(memory, memory)  # (B, H, T', d_k)
+        q = self.src_attn.split_heads(self.src_attn.linear_q(self.norm2(x)))  # (B, H, L, d_k)
+        x = x + self.dropout(self.src_attn.attend(q, src_k, src_v, memory_mask.unsqueeze(1)))
+        return x + self.dropout(self.feed_forward(self.norm3(x)))
+
+
 class TransformerDecoder(nn.Module):
     """Token decoder over encoder output; ``causal=True`` for AR, ``False`` for the Mask-CTC CMLM."""
 
@@ -128,13 +147,19 @@ class TransformerDecoder(nn.Module):
         pos_dropout: float,
         attn_dropout: float,
         causal: bool,
+        rel_pos: bool = False,
+        embed_std: float | None = None,
     ) -> None:
         super().__init__()
-        self.vocab_size, self.causal = vocab_size, causal
+        if rel_pos and causal:
+            raise ValueError("relative positions are implemented for the bidirectional (CMLM) decoder only")
+        self.vocab_size, self.causal, self.rel_pos = vocab_size, causal, rel_pos
         self.embed = nn.Embedding(vocab_size, d_model)
-        self.pos_enc = AbsolutePositionalEncoding(d_model, pos_dropout)
+        if embed_std is not None:  # e.g. d^-0.5: embeddings · sqrt(d) then start at the scale of the positions
+            nn.init.normal_(self.embed.weight, std=embed_std)
+        self.pos_enc = (RelativePositionalEncoding if rel_pos else AbsolutePositionalEncoding)(d_model, pos_dropout)
         self.decoders = nn.ModuleList(
-            DecoderLayer(d_model, heads, ffn_dim, dropout, attn_dropout) for _ in range(blocks)
+            DecoderLayer(d_model, heads, ffn_dim, dropout, attn_dropout, rel_pos) for _ in range(blocks)
         )
         self.after_norm = nn.LayerNorm(d_model)
         self.output_layer = nn.Linear(d_model, vocab_size)
@@ -161,9 +186,14 @@ class TransformerDecoder(nn.Module):
         if self.causal:
             self_mask = self_mask & causal_mask(length, ys_in.device).unsqueeze(0)  # (B, L, L)
         memory_mask = length_mask(memory_lens, memory.size(1)).unsqueeze(1)  # (B, 1, T')
-        x = self.pos_enc(self.embed(ys_in))  # (B, L, D)
-        for layer in self.decoders:
-            x, _ = layer(x, self_mask, memory, memory_mask)
+        if self.rel_pos:
+            x, pos_emb = self.pos_enc(self.embed(ys_in))  # (B, L, D), (1, 2L-1, D)
+            for layer in self.decoders:
+                x = layer.forward_rel(x, pos_emb, self_mask, memory, memory_mask)
+        else:
+            x = self.pos_enc(self.embed(ys_in))  # (B, L, D)
+            for layer in self.decoders:
+                x, _ = layer(x, self_mask, memory, memory_mask)
         return self.output_layer(self.after_norm(x))  # (B, L, V)
 
     def step(
