@@ -32,7 +32,8 @@ def test_reproduce_writes_both_tables(tiny_run):
     t1 = [r for r in records if r["table"] == 1]
     t3 = [r for r in records if r["table"] == 3]
     assert [r["criterion"] for r in t1] == ["L_jca"] + ["L_jca", "+L_F-KD", "++L_S-KD"] * 2
-    assert t1[1]["params"] == t1[0]["params"]  # the same-size student has the teacher's size
+    # the same-size student has the teacher's architecture; its CMLM's relative positions add 1.5 %
+    assert abs(t1[1]["params"] - t1[0]["params"]) <= 0.02 * t1[0]["params"]
     assert t1[0]["params"] > 5 * t1[4]["params"]  # the smaller student is several times smaller
     for r in t1:
         assert 0 <= r["dev_i_plus_d"] and r["dev_error"] >= 0 and r["test_error"] >= 0

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", required=True)
     s = sub.add_parser("synth", help="synthesize mini-en / mini-zh with espeak-ng")
     s.add_argument("--lang", choices=("en", "zh", "all"), default="all")
-    s.add_argument("--hours", type=float, default=0.6, help="training audio to synthesize (default 0.6)")
+    s.add_argument("--hours", type=float, default=3.0, help="training audio to synthesize (default 3.0)")
     s.add_argument("--train", type=int, default=None,
                    help="number of training utterances (overrides --hours)")
     s.add_argument("--dev", type=int, default=150, help="dev utterances (default 150)")

@@ -42,7 +42,7 @@ def make_decoder(cfg: ModelConfig, vocab_size: int, causal: bool) -> Transformer
     return TransformerDecoder(
         vocab_size, cfg.d_model, cfg.heads, cfg.ffn_dim, cfg.dec_blocks, cfg.dropout, cfg.pos_dropout,
         cfg.attn_dropout, causal=causal, rel_pos=cfg.cmlm_rel_pos and not causal,
-        embed_std=cfg.dec_embed_std or None,
+        embed_std=None if causal else cfg.cmlm_embed_std or None,
     )
 
 

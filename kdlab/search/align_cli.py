@@ -16,7 +16,8 @@ SUBSAMPLING = 4
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="checkpoint inside a run folder")
-    parser.add_argument("--set", default="test", help="test | dev (the run's corpus) | PATH.jsonl")
+    parser.add_argument("--set", default="test",
+                        help="a split of the run's corpus (test = test-clean, dev, test-other, ...) | PATH.jsonl")
     parser.add_argument("--utt", required=True, help="utterance id in the set")
     parser.add_argument("--text", default=None, help="align this text instead of the manifest transcript")
     parser.add_argument("--json", default=None, help="also write the segments to this JSON file")

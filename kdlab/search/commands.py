@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default="ctc_greedy",
                         help="comma-separated: ctc_greedy, ctc_prefix_beam, attention_beam, maskctc_greedy, "
                              "maskctc_beam; beam methods may end in a beam size, e.g. maskctc_beam5")
-    parser.add_argument("--set", default="test", help="test | dev (the run's corpus) | PATH.jsonl")
+    parser.add_argument("--set", default="test",
+                        help="a split of the run's corpus (test = test-clean, dev, test-other, ...) | PATH.jsonl")
     parser.add_argument("--out", required=True, help="output folder for the result files")
     parser.add_argument("--beam", type=int, default=10, help="default beam size (paper: 10)")
     parser.add_argument("--ctc-weight", type=float, default=0.3, help="joint CTC/attention λ (paper: 0.3)")
