@@ -14,6 +14,7 @@ Run folder layout: ``config.yaml``, ``tokenizer/``, ``cmvn.json``, ``epoch-N.pt`
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import random
@@ -31,6 +32,15 @@ PRETRAINED_PREFIX = "pretrained:"  # pretrained:<corpus>/<name> names a shipped 
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, unsafe or malformed; the message names the file."""
 
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes (a checkpoint's identity: N-best caches, model cards)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 def save_atomic(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temp file in the same folder, fsync, then ``os.replace`` onto ``path``.

@@ -17,7 +17,6 @@ shipped config (``data.corpus``, ``data.train``, ``data.dev``) are relative to t
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -34,6 +33,7 @@ from kdlab.checkpoint import (
     load_checkpoint,
     load_model_from_checkpoint,
     save_atomic,
+    sha256_file,
 )
 
 SPEC_PREFIX = PRETRAINED_PREFIX
@@ -111,13 +111,7 @@ def verified_model_file(spec: str, root: str | Path | None = None) -> Path:
 # ----------------------------------------------------------------------------- cards and hashes
 
 
-def sha256_of(file: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with file.open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+sha256_of = sha256_file  # the checkpoint fingerprint (kdlab.checkpoint), used for model cards
 
 
 def read_card(folder: Path) -> dict:

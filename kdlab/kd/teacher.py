@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from kdlab.checkpoint import sha256_file
 from kdlab.data.tokenizer import IGNORE_ID
 from kdlab.models.ar import add_sos_eos
 
@@ -40,15 +41,6 @@ class NBestCacheMismatch(ValueError):
 
 
 # ----------------------------------------------------------------------------- identities
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes (the teacher checkpoint's identity)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256_dir(folder: str | Path) -> str:
