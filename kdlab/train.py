@@ -194,6 +194,8 @@ def _fit(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, resume: bool,
         result = {**train_metrics, **{f"dev_{k}": v for k, v in dev.items()}, "lr": state.scheduler.lr,
                   "train_s": train_s}
         state.logger.log("epoch", epoch, state.step, result)
+        if rt.is_main:
+            print(epoch_line(epoch, cfg.train.epochs, result), flush=True)
         save_epoch(state, cfg, run_dir, epoch, tokenizer.vocab_size)
         _barrier(rt)
         if on_epoch_end is not None:
@@ -205,6 +207,13 @@ def _fit(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, resume: bool,
         n = min(cfg.train.average_last, len(epoch_checkpoints(run_dir)))
         result["averaged"] = str(average_run(run_dir, n)) if n else None
     return result
+
+
+def epoch_line(epoch: int, epochs: int, result: dict) -> str:
+    """One log line per epoch (progress bars redraw in place, which a log file cannot show)."""
+    keys = ("loss", "acc", "dev_loss", "dev_loss_ctc", "dev_acc")
+    shown = " ".join(f"{k} {result[k]:.4g}" for k in keys if isinstance(result.get(k), (int, float)))
+    return f"epoch {epoch}/{epochs}: {shown} ({result.get('train_s', 0.0):.0f} s)"
 
 
 def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -192,12 +192,16 @@ def _rows(run: Path, kind: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("kind", ["ar", "maskctc"])
-def test_loss_decreases_and_run_folder_is_complete(kind: str, tiny_corpus_en: Path, tmp_path: Path) -> None:
+def test_loss_decreases_and_run_folder_is_complete(kind: str, tiny_corpus_en: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     from kdlab.checkpoint import load_model_from_checkpoint
     from kdlab.train import fit
 
     run = tmp_path / "run"
     fit(_cfg(tiny_corpus_en, tmp_path.parent / "fbank-cache", kind, epochs=5), run)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == [f"epoch {e}/5" for e in range(1, 6)]  # one line per epoch
+    assert "dev_acc" in lines[-1] and "\r" not in "".join(lines)
     epochs = _rows(run, "epoch")
     assert [int(r["epoch"]) for r in epochs] == [1, 2, 3, 4, 5]
     first, last = epochs[0], epochs[-1]
