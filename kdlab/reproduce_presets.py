@@ -49,8 +49,8 @@ MINI_EN = ReproducePreset(
     name="mini-en",
     corpus=CorpusSpec(kind="synth", lang="en"),  # 3 h, 63 training voices; clean and "other" dev/test sets
     tokenizer="bpe",
-    # BPE 64 leaves CTC's blank plateau in one epoch of 3 h (dev CTC loss 79 after epoch 1, 58 after 2);
-    # BPE 256 was still on it after two (103, 101). See docs/RESULTS.md, calibration.
+    # BPE 64 leaves CTC's blank plateau in one epoch of 3 h (dev CTC loss 65 after epoch 1, 48 after 2);
+    # BPE 256 was still on it after two (102, 99). See docs/RESULTS.md, calibration.
     vocab_size=64,
     teacher="mini-teacher",
     students={"same": "mini-teacher", "smaller": "mini-student"},
