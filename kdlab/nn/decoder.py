@@ -110,10 +110,7 @@ class DecoderLayer(nn.Module):
         q = self.self_attn.split_heads(self.self_attn.linear_q(h))  # (N, H, l, d_k)
         mask = None if self_mask is None else self_mask.unsqueeze(1)  # (N|1, 1, l|1, past + l)
         x = x + self.dropout(self.self_attn.attend(q, k, v, mask))
-        q = self.src_attn.split_heads(self.src_attn.linear_q(self.norm2(x)))  # (N, H, l, d_k)
-        x = x + self.dropout(self.src_attn.attend(q, src.k, src.v, src.mask, src.group))
-        x = x + self.dropout(self.feed_forward(self.norm3(x)))
-        return x, {"self_k": k, "self_v": v, "src": src}
+        return self._source_and_ffn(x, src), {"self_k": k, "self_v": v, "src": src}
 
 
     def forward_rel(self, x: torch.Tensor, pos_emb: torch.Tensor, key_mask: torch.Tensor, memory: torch.Tensor,
@@ -123,13 +120,13 @@ class DecoderLayer(nn.Module):
         x (B, L, D), pos_emb (1, 2L-1, D), key_mask (B, 1, L), memory (B, T', D), memory_mask (B, 1, T').
         """
         x = x + self.dropout(self.self_attn(self.norm1(x), pos_emb, key_mask))
-        return self._source_and_ffn(x, memory, memory_mask)
-
-    def _source_and_ffn(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
-        """x + SrcAttn(LN x, memory) → x + FFN(LN x); memory (B, T', D), memory_mask (B, 1, T')."""
         src_k, src_v = self.src_attn.project_kv(memory, memory)  # (B, H, T', d_k)
-        q = self.src_attn.split_heads(self.src_attn.linear_q(self.norm2(x)))  # (B, H, L, d_k)
-        x = x + self.dropout(self.src_attn.attend(q, src_k, src_v, memory_mask.unsqueeze(1)))
+        return self._source_and_ffn(x, SourceKV(src_k, src_v, memory_mask.unsqueeze(1), 1))
+
+    def _source_and_ffn(self, x: torch.Tensor, src: SourceKV) -> torch.Tensor:
+        """x + SrcAttn(LN x, encoder) → x + FFN(LN x); x (N, l, D), runs of ``src.group`` rows per source."""
+        q = self.src_attn.split_heads(self.src_attn.linear_q(self.norm2(x)))  # (N, H, l, d_k)
+        x = x + self.dropout(self.src_attn.attend(q, src.k, src.v, src.mask, src.group))
         return x + self.dropout(self.feed_forward(self.norm3(x)))
 
 
