@@ -1,4 +1,5 @@
-"""``kdlab pretrained list|card|export``: the shipped pretrained models (see :mod:`kdlab.pretrained`).
+"""``kdlab pretrained list|card|export|checkset|verify|ship``: the shipped pretrained models (see
+:mod:`kdlab.pretrained` and :mod:`kdlab.pretrained_check`).
 
 Examples::
 
@@ -7,6 +8,9 @@ Examples::
     kdlab pretrained export runs/reproduce-mini-en/ar/avg-5.pt --as mini-en/teacher \\
         --field recipe="kdlab reproduce --preset mini-en" --field command="kdlab train ..." \\
         --results test=runs/reproduce-mini-en/decode/ar/test/summary.json
+    kdlab pretrained checkset data/cache/corpora/mini-en-3h/test.jsonl --as mini-en/test-clean --n 20
+    kdlab pretrained verify mini-en/teacher
+    kdlab pretrained ship runs/reproduce-mini-en --preset mini-en
 
 Every command that takes ``--ckpt`` also takes ``pretrained:<corpus>/<name>``.
 """
@@ -41,6 +45,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--results", action="append", default=[], metavar="SET=SUMMARY.json",
                    help="error rates from a `kdlab decode` summary.json, stored under results.SET; repeatable")
     e.add_argument("--force", action="store_true", help="replace an existing model of that name")
+    s = sub.add_parser("checkset", parents=[common],
+                       help="ship the first utterances of a manifest as the check set <corpus>/check/<set>")
+    s.add_argument("manifest", type=Path, help="a corpus split's manifest, e.g. .../mini-en-3h/test.jsonl")
+    s.add_argument("--as", dest="spec", required=True, help="<corpus>/<set>, e.g. mini-en/test-clean")
+    s.add_argument("--n", type=int, default=20, help="utterances to copy (default 20)")
+    v = sub.add_parser("verify", parents=[common],
+                       help="re-decode the check sets of a model's card and compare with its figures")
+    v.add_argument("spec", help="<corpus>/<name> or pretrained:<corpus>/<name>")
+    h = sub.add_parser("ship", parents=[common],
+                       help="export the teacher and the L_jca / ++S-KD students of a finished reproduce run")
+    h.add_argument("run", type=Path, help="the reproduce run folder, e.g. runs/reproduce-mini-en")
+    h.add_argument("--preset", default="mini-en", help="its reproduce preset (names the corpus: mini-en)")
+    h.add_argument("--n", type=int, default=20, help="utterances per check set (default 20)")
+    h.add_argument("--force", action="store_true", help="replace shipped models of the same names")
+    v.add_argument("--tolerance", type=float, default=0.01,
+                   help="allowed difference in errors, as a share of the reference length (default 0.01)")
 
 
 def parse_field(item: str) -> tuple[str, Any]:
@@ -125,16 +145,49 @@ def do_export(args: argparse.Namespace) -> None:
         print(f"note: the card has no {', '.join(missing)} (add them with --field / --results)")
 
 
-ACTIONS = {"list": do_list, "card": do_card, "export": do_export}
+def do_checkset(args: argparse.Namespace) -> None:
+    from kdlab import pretrained
+    from kdlab.pretrained_check import write_check_set
+
+    corpus, set_name = pretrained.parse_spec(args.spec)
+    out = write_check_set(args.manifest, args.n, corpus, set_name, root=args.root)
+    print(f"{out}: first {args.n} utterances of {args.manifest}; card figures on it go under "
+          f"--results check/{set_name}=SUMMARY.json")
+
+
+def do_verify(args: argparse.Namespace) -> int:
+    from kdlab.pretrained_check import verify
+
+    rows = verify(args.spec, root=args.root)
+    if not rows:
+        print(f"{args.spec}: the card has no check/<set> results to verify")
+    for r in rows:
+        verdict = "ok" if r.agrees(args.tolerance) else "DIFFERS"
+        print(f"{r.set}\t{r.method}\tcard {r.card_rate:.2f} ({r.card_errors} errors)\t"
+              f"measured {r.rate:.2f} ({r.errors} errors)\t{verdict}")
+    return 0 if all(r.agrees(args.tolerance) for r in rows) else 1
+
+
+def do_ship(args: argparse.Namespace) -> None:
+    from kdlab.pretrained_ship import ship_run
+    from kdlab.reproduce_presets import get_preset
+
+    for folder in ship_run(args.run, get_preset(args.preset), args.n, args.root, args.force):
+        print(f"{folder}: exported")
+
+
+ACTIONS = {"list": do_list, "card": do_card, "export": do_export, "checkset": do_checkset, "verify": do_verify,
+           "ship": do_ship}
 
 
 def main(args: argparse.Namespace) -> int:
     from kdlab.checkpoint import CheckpointError
     from kdlab.config import ConfigError
 
+    from kdlab.search.sets import SetError
+
     try:
-        ACTIONS[args.action](args)
-    except (CheckpointError, ConfigError, ValueError) as err:
+        return ACTIONS[args.action](args) or 0
+    except (CheckpointError, ConfigError, SetError, ValueError, OSError) as err:
         print(f"kdlab pretrained {args.action}: {err}", file=sys.stderr)
         return 2
-    return 0

@@ -163,3 +163,31 @@ def test_data_paths_are_stored_relative_to_the_repository():
     stored = pretrained._rebase_data_paths(data, pretrained.REPO_ROOT, to_relative=True)
     assert stored == {"corpus": "data/cache/corpora/mini-en", "train": "/elsewhere/train.jsonl", "dev": None}
     assert pretrained._rebase_data_paths(stored, pretrained.REPO_ROOT, to_relative=False)["corpus"] == inside
+
+
+def test_check_set_figures_are_reverified_and_a_changed_figure_is_reported(
+        env: Path, tiny_corpus_en: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    from kdlab.pretrained_check import check_manifest, verify
+
+    assert cli(["pretrained", "checkset", str(tiny_corpus_en / "test.jsonl"), "--as", "tiny-en/test", "--n", "3"]) == 0
+    manifest = check_manifest("tiny-en", "test")
+    assert len(manifest.read_text().splitlines()) == 3 and len(list((env / "tiny-en" / "check" / "test").iterdir())) == 3
+    assert not any(s.startswith("tiny-en/check") for s in pretrained.available())  # not a model
+    out = tmp_path / "dec"
+    assert cli(["decode", "--ckpt", SPEC, "--methods", "ctc_greedy", "--set", str(manifest), "--out", str(out)]) == 0
+    folder = env / "tiny-en" / "student"
+    card_file = folder / "card.json"
+    saved = card_file.read_text()
+    try:
+        data = json.loads(saved)
+        data["results"] = {"check/test": json.loads((out / "summary.json").read_text())}
+        card_file.write_text(json.dumps(data))
+        [row] = verify(SPEC)
+        assert row.set == "check/test" and row.errors == row.card_errors and row.n_ref > 0
+        capsys.readouterr()
+        assert cli(["pretrained", "verify", SPEC]) == 0 and "\tok" in capsys.readouterr().out
+        data["results"]["check/test"]["ctc_greedy"]["sub"] += row.n_ref  # a figure the model does not give
+        card_file.write_text(json.dumps(data))
+        assert cli(["pretrained", "verify", SPEC]) == 1 and "DIFFERS" in capsys.readouterr().out
+    finally:
+        card_file.write_text(saved)

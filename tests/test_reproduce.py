@@ -98,6 +98,27 @@ def test_reproduce_parallel_rerun_resumes_stages_in_subprocesses(tiny_run, capsy
     assert "maskctc_beam10" in (root / "decode" / "nar-smaller-skd" / "test-other" / "decode.log").read_text()
 
 
+def test_ship_exports_the_runs_models_with_reverifiable_check_figures(tiny_run, tmp_path):
+    from kdlab import pretrained
+    from kdlab.pretrained_check import verify
+    from kdlab.pretrained_ship import ship_run
+
+    root, _ = tiny_run
+    preset = reproduce.apply_overrides(get_preset("mini-en"), TINY)
+    ship_run(root, preset, n_check=2, models_root=tmp_path)
+    names = ["student-same-ljca", "student-same-skd", "student-smaller-ljca", "student-smaller-skd", "teacher"]
+    assert pretrained.available(tmp_path) == [f"mini-en/{n}" for n in names]
+    card = pretrained.card("mini-en", "teacher", root=tmp_path)
+    full = json.loads((root / "decode" / "ar" / "test" / "summary.json").read_text())["attention_beam10"]
+    assert card["results"]["test-clean"]["attention_beam10"]["rate"] == full["rate"]
+    assert set(card["results"]) >= {"dev-clean", "test-other", "check/test-clean", "check/test-other"}
+    assert card["corpus_seed"] == 0 and "reproduce --preset mini-en" in card["recipe"]
+    rows = verify("mini-en/student-smaller-skd", root=tmp_path)
+    assert {(r.set, r.method) for r in rows} == {(s, m) for s in ("check/test-clean", "check/test-other")
+                                                 for m in ("maskctc_beam10", "ctc_greedy")}
+    assert all(r.agrees(0.0) for r in rows)
+
+
 def test_reproduce_rejects_unknown_override():
     with pytest.raises(SystemExit, match="FIELD=VALUE"):
         reproduce.apply_overrides(get_preset("mini-en"), ["no_such_field=1"])

@@ -1,0 +1,82 @@
+"""Ship the models of a finished ``kdlab reproduce`` run as pretrained models (``kdlab pretrained ship``).
+
+For a run folder ``runs/reproduce-<preset>``: the check sets (first test utterances of each test split,
+:mod:`kdlab.pretrained_check`), then per shipped model (the AR teacher, the L_jca and ++S-KD students of
+both sizes) a decoding of the check sets with its Table-1 method and CTC greedy, and an export whose card
+holds the run's full-set results (``<run>/decode/<model>/<set>/summary.json``), the check-set figures, the
+recipe and the corpus seed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kdlab.pretrained import export
+from kdlab.pretrained_check import decode_row, write_check_set
+from kdlab.reproduce_eval import DIAGNOSTIC, eval_sets, set_labels, table1_method
+from kdlab.reproduce_presets import ReproducePreset
+from kdlab.reproduce_stages import TEACHER, StudentRun, checkpoint_of, is_done
+
+SHIPPED_CRITERIA = ("ljca", "skd")  # the baseline and the fully distilled student of each size
+
+
+def shipped_models(preset: ReproducePreset) -> dict[str, str]:
+    """{run folder: shipped name}: ``ar`` → ``teacher``, ``nar-same-skd`` → ``student-same-skd``, …"""
+    names = {TEACHER: "teacher"}
+    for size in preset.students:
+        for criterion in SHIPPED_CRITERIA:
+            run = StudentRun(size, criterion).name
+            names[run] = run.replace("nar-", "student-", 1)
+    return names
+
+
+def _check_sets(root: Path, corpus_dir: Path, corpus: str, n: int, models_root: Path | None) -> dict[str, Path]:
+    """{card set name ``check/<label>``: manifest} for every test split of the corpus."""
+    splits = eval_sets(corpus_dir)
+    labels = set_labels(splits)
+    return {f"check/{labels[s]}": write_check_set(corpus_dir / f"{s}.jsonl", n, corpus, labels[s], models_root)
+            for s in splits if s.startswith("test")}
+
+
+def _run_results(root: Path, run: str, corpus_dir: Path) -> dict[str, dict]:
+    """The run's full-set figures {set label: {method: row}} (without the machine-dependent RTF)."""
+    labels = set_labels(eval_sets(corpus_dir))
+    out = {}
+    for split, label in labels.items():
+        path = root / "decode" / run / split / "summary.json"
+        if path.is_file():
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            out[label] = {m: {k: v for k, v in row.items() if k != "rtf"} for m, row in rows.items()}
+    return out
+
+
+def _check_results(ckpt: Path, kind: str, checks: dict[str, Path]) -> dict[str, dict]:
+    """Figures of ``ckpt`` on the check sets with its Table-1 method and CTC greedy."""
+    methods = [table1_method(kind), DIAGNOSTIC]
+    return {name: {m: {k: v for k, v in decode_row(str(ckpt), manifest, m, None).items() if k != "rtf"}
+                   for m in methods}
+            for name, manifest in checks.items()}
+
+
+def ship_run(root: Path, preset: ReproducePreset, n_check: int = 20, models_root: Path | None = None,
+             force: bool = False) -> list[Path]:
+    """Export every shipped model of the finished reproduce run ``root`` as ``<preset name>/<model>``
+    (corpus: the teacher's ``data.corpus``); returns the model folders."""
+    from kdlab.config import load_config
+
+    corpus = preset.name
+    missing = [run for run in shipped_models(preset) if not is_done(root / run)]
+    if missing:
+        raise ValueError(f"{root}: stage(s) {', '.join(missing)} not finished; run kdlab reproduce first")
+    corpus_dir = Path(load_config(root / TEACHER / "config.yaml").data.corpus)
+    checks = _check_sets(root, corpus_dir, corpus, n_check, models_root)
+    folders = []
+    for run, name in shipped_models(preset).items():
+        ckpt = checkpoint_of(root / run)
+        kind = "ar" if run == TEACHER else "maskctc"
+        fields = {"recipe": f"kdlab reproduce --preset {preset.name} ({run} stage)",
+                  "command": f"./run.sh reproduce --preset {preset.name}", "corpus_seed": preset.corpus.seed,
+                  "results": {**_run_results(root, run, corpus_dir), **_check_results(ckpt, kind, checks)}}
+        folders.append(export(ckpt, corpus, name, fields, root=models_root, overwrite=force))
+    return folders
