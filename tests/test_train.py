@@ -100,6 +100,34 @@ def test_nan_batches_are_skipped_and_counted() -> None:
     assert math.isfinite(metrics["loss"])
 
 
+class NormToy(Toy):
+    """The toy with a BatchNorm in front: a train-mode forward updates its running statistics."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(3)
+
+    def forward(self, feats, feat_lens, tokens, token_lens) -> dict:
+        return super().forward(self.norm(feats.transpose(1, 2)).transpose(1, 2), feat_lens, tokens, token_lens)
+
+
+def test_skipped_batch_leaves_parameters_and_buffers_untouched() -> None:
+    torch.manual_seed(0)
+    model = NormToy()
+    good = _batch("a", 1)
+    bad = _batch("b", 2)
+    bad["feats"] = bad["feats"] * 1e30 * 1e30  # huge audio level: non-finite features and loss
+    state = _state(model, max_bad_steps=5)
+    train_one_epoch(state, [good], epoch=1)
+    params = [p.detach().clone() for p in model.parameters()]
+    buffers = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    metrics = train_one_epoch(state, [bad], epoch=2)
+    assert metrics["skipped"] == 1
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in buffers.items())  # running mean/var as before
+    assert all(torch.equal(a, b) for a, b in zip(params, model.parameters(), strict=True))
+
+
 def test_too_many_nan_in_a_row_stops_with_message() -> None:
     model = Toy()
     batches = [_batch("a", 1)] + [_batch(f"nan{i}-", i) for i in range(3)]

@@ -147,6 +147,20 @@ def optimizer_step(state: TrainState) -> float:
     return norm
 
 
+def buffer_snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the floating buffers (BatchNorm running statistics): a train-mode forward pass updates
+    them even when its loss turns out non-finite, so a skipped batch restores them."""
+    return {name: buf.detach().clone() for name, buf in module.named_buffers() if buf.is_floating_point()}
+
+
+def restore_buffers(module: nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
+    """Put back the buffers of :func:`buffer_snapshot`."""
+    buffers = dict(module.named_buffers())
+    with torch.no_grad():
+        for name, saved in snapshot.items():
+            buffers[name].copy_(saved)
+
+
 def _skip_batch(state: TrainState, batch: dict, epoch: int) -> None:
     state.bad_in_row += 1
     if state.bad_in_row >= state.cfg.max_bad_steps:
@@ -158,7 +172,8 @@ def _skip_batch(state: TrainState, batch: dict, epoch: int) -> None:
 
 def train_one_epoch(state: TrainState, loader, epoch: int) -> dict[str, float]:
     """Train over ``loader`` once; returns epoch means (all ranks) plus ``skipped``: batches whose loss
-    (or, in fp32, whose gradient) was not finite and so did not update the model."""
+    (or, in fp32, whose gradient) was not finite and so did not update the model — neither its
+    parameters nor its buffers (BatchNorm statistics are put back as they were before the batch)."""
     from tqdm.auto import tqdm
 
     cfg, rt = state.cfg, state.rt
@@ -170,10 +185,14 @@ def train_one_epoch(state: TrainState, loader, epoch: int) -> dict[str, float]:
         if i >= n_batches:
             break
         batch = to_device(batch, rt.device)
+        before = buffer_snapshot(state.module)
+        if micro == 0:
+            step_start = before  # buffers before the first batch of this optimiser step
         with autocast(rt.device, state.amp_dtype):
             loss, metrics = compute_loss(state.model, batch, state.distiller, state.module)
         bar.update(1)
         if not _all_finite(loss, rt):
+            restore_buffers(state.module, before)
             skipped += 1
             window_skipped += 1
             _skip_batch(state, batch, epoch)
@@ -191,6 +210,7 @@ def train_one_epoch(state: TrainState, loader, epoch: int) -> dict[str, float]:
         if sync:
             norm = optimizer_step(state)
             if not math.isfinite(norm) and not state.scaler.is_enabled():  # fp32: the update was dropped
+                restore_buffers(state.module, step_start)
                 skipped, window_skipped = skipped + 1, window_skipped + 1
             window.add({"grad_norm": norm})
             micro = 0
