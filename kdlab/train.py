@@ -12,6 +12,7 @@ Public API: :func:`fit`, :func:`compute_loss`, :func:`train_one_epoch`, :func:`v
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -191,6 +192,7 @@ def _fit(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, resume: bool,
         train_metrics = train_one_epoch(state, train_loader, epoch)
         train_s = time.perf_counter() - started
         dev = validate(state, dev_loader, seed=cfg.train.seed)
+        check_epoch(epoch, train_metrics, dev)
         result = {**train_metrics, **{f"dev_{k}": v for k, v in dev.items()}, "lr": state.scheduler.lr,
                   "train_s": train_s}
         state.logger.log("epoch", epoch, state.step, result)
@@ -207,6 +209,18 @@ def _fit(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, resume: bool,
         n = min(cfg.train.average_last, len(epoch_checkpoints(run_dir)))
         result["averaged"] = str(average_run(run_dir, n)) if n else None
     return result
+
+
+def check_epoch(epoch: int, train_metrics: dict, dev: dict) -> None:
+    """Stop (before any checkpoint of the epoch is written) when no batch trained or the dev loss is not
+    finite: the model would be useless, and averaging it would hide that."""
+    if "loss" not in train_metrics:
+        raise TrainingDiverged(f"epoch {epoch}: every training batch ({train_metrics.get('skipped', 0):.0f}) "
+                               "had a non-finite loss and was skipped — check the data (kdlab data check "
+                               "--deep) or lower train.lr")
+    if not math.isfinite(dev.get("loss", math.nan)):
+        raise TrainingDiverged(f"epoch {epoch}: the dev loss is {dev.get('loss', 'missing')} — the model "
+                               "has diverged or the dev data is bad (kdlab data check --deep)")
 
 
 def epoch_line(epoch: int, epochs: int, result: dict) -> str:

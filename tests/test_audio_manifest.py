@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from kdlab.data.audio import AudioError, load_audio
 from kdlab.data.manifest import (
@@ -175,3 +176,43 @@ def test_validate_without_tokenizer_checks_audio_and_text_only(tmp_path, wave):
             _case(tmp_path, "b", wave, "")]
     kept, report = validate(recs)
     assert [r["id"] for r in kept] == ["a"] and report.counts() == {"empty_transcript": 1}
+
+
+# ---------------------------------------------------------------- absurd audio levels
+def _loud(folder: Path, wave: np.ndarray) -> dict:
+    """Speech × 1e30 in a float WAV: decodable, but its fbank is not finite."""
+    rec = _case(folder, "loud", None, "hello")
+    sf.write(rec["path"], wave * 1e30, 16000, subtype="FLOAT")
+    return rec
+
+
+def test_deep_check_catches_absurd_audio_level(tmp_path, wave, capsys):
+    from kdlab.cli import main
+
+    recs = [_loud(tmp_path, wave), _case(tmp_path, "ok", wave, "hello")]
+    kept, report = validate(recs, deep=True)
+    assert [r["id"] for r in kept] == ["ok"] and report.counts() == {"bad_samples": 1}
+    assert "absurd audio level" in report.skips[0]["detail"]
+    write_manifest(tmp_path / "m.jsonl", recs)
+    assert main(["data", "check", str(tmp_path / "m.jsonl"), "--deep"]) == 1
+    assert "bad_samples" in capsys.readouterr().out
+
+
+def test_cmvn_skips_bad_audio_and_refuses_non_finite_statistics(tmp_path, wave):
+    from kdlab.data.dataset import fit_cmvn
+    from kdlab.data.features import GlobalCMVN
+    from kdlab.data.manifest import SkipReport
+
+    recs = [_loud(tmp_path, wave), _case(tmp_path, "ok", wave, "hello")]
+    with pytest.raises(AudioError, match="absurd audio level"):
+        fit_cmvn(recs)
+    report = SkipReport(total=2)
+    cmvn = fit_cmvn(recs, report=report)
+    assert report.counts() == {"bad_samples": 1} and report.skips[0]["id"] == "loud"
+    assert torch.isfinite(cmvn.mean).all() and torch.isfinite(cmvn.std).all()
+    assert torch.allclose(cmvn.mean, fit_cmvn(recs[1:]).mean)  # as if the loud item were not there
+    with pytest.raises(ValueError, match="not finite"):
+        GlobalCMVN(torch.full((80,), float("nan")), torch.ones(80))
+    (tmp_path / "cmvn.json").write_text(json.dumps({"mean": [float("nan")] * 3, "std": [1.0] * 3}))
+    with pytest.raises(ValueError, match="cmvn.json: not a CMVN file"):
+        GlobalCMVN.load(tmp_path / "cmvn.json")

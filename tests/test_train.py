@@ -328,3 +328,25 @@ def test_kd_student_trains_with_teacher_terms(tiny_corpus_en: Path, tmp_path: Pa
     assert (tmp_path / "student" / "tokenizer" / "tokenizer.json").read_text() == teacher_tok
     teacher_cmvn = (tmp_path / "teacher" / "cmvn.json").read_text()
     assert (tmp_path / "student" / "cmvn.json").read_text() == teacher_cmvn
+
+
+@pytest.mark.parametrize("poison", ["train", "dev"])
+def test_run_without_finite_losses_fails_and_writes_no_model(poison: str, tiny_corpus_en: Path,
+                                                             tmp_path: Path, monkeypatch) -> None:
+    """Every training batch skipped, or a non-finite dev loss: the run stops before any checkpoint."""
+    import kdlab.training.loop as loop
+    from kdlab.train import fit
+
+    real = loop.compute_loss
+
+    def nan_loss(model, batch, *args, **kwargs):
+        loss, metrics = real(model, batch, *args, **kwargs)
+        return loss * float("nan"), {**metrics, "loss": math.nan}
+
+    poisoned_train = poison == "train"
+    monkeypatch.setattr(loop, "compute_loss", lambda model, batch, *a, **k: (
+        nan_loss if model.training == poisoned_train else real)(model, batch, *a, **k))
+    run = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match="every training batch" if poisoned_train else "dev loss is nan"):
+        fit(_cfg(tiny_corpus_en, tmp_path.parent / "fbank-cache", "ar", epochs=1, average_last=1), run)
+    assert not list(run.glob("*.pt"))

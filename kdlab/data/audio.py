@@ -7,8 +7,17 @@ from pathlib import Path
 import numpy as np
 
 
+MAX_PEAK = 100.0  # peak sample magnitude (1.0 = full scale) above which audio counts as absurdly loud
+
+
 class AudioError(ValueError):
-    """An audio file is missing, unreadable, corrupt or empty; the message names the file."""
+    """An audio file is missing, unreadable, corrupt, empty or has unusable samples; the message names the
+    file. ``reason`` is the skip reason validation reports (``unreadable_audio``, ``empty_audio``,
+    ``bad_samples``)."""
+
+    def __init__(self, message: str, reason: str = "unreadable_audio") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def audio_info(path: str | Path) -> tuple[int, int, int]:
@@ -19,13 +28,13 @@ def audio_info(path: str | Path) -> tuple[int, int, int]:
     if not path.is_file():
         raise AudioError(f"{path}: audio file not found")
     if path.stat().st_size == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
+        raise AudioError(f"{path}: empty file (0 bytes)", "empty_audio")
     try:
         info = sf.info(str(path))
     except Exception as err:  # soundfile raises LibsndfileError / RuntimeError on bad headers
         raise AudioError(f"{path}: unreadable or corrupt audio ({err})") from err
     if info.frames <= 0:
-        raise AudioError(f"{path}: audio has no samples")
+        raise AudioError(f"{path}: audio has no samples", "empty_audio")
     return int(info.samplerate), int(info.frames), int(info.channels)
 
 
@@ -39,10 +48,20 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
     except Exception as err:
         raise AudioError(f"{path}: corrupt audio, decoding failed ({err})") from err
     if data.shape[0] == 0:
-        raise AudioError(f"{path}: audio has no samples")
-    if not np.all(np.isfinite(data)):
-        raise AudioError(f"{path}: audio contains NaN or infinite samples")
+        raise AudioError(f"{path}: audio has no samples", "empty_audio")
+    check_samples(data, path)
     return data, int(sr)
+
+
+def check_samples(data: np.ndarray, path: str | Path) -> None:
+    """Refuse NaN / infinite samples and absurd levels (peak above ``MAX_PEAK`` × full scale), which
+    would give non-finite features; raises :class:`AudioError` with reason ``bad_samples``."""
+    if not np.all(np.isfinite(data)):
+        raise AudioError(f"{path}: audio contains NaN or infinite samples", "bad_samples")
+    peak = float(np.abs(data).max())
+    if peak > MAX_PEAK:
+        raise AudioError(f"{path}: absurd audio level (peak {peak:.3g} × full scale, limit {MAX_PEAK:g})",
+                         "bad_samples")
 
 
 def load_audio(path: str | Path, target_sr: int = 16000):  # -> torch.Tensor
@@ -60,5 +79,5 @@ def load_audio(path: str | Path, target_sr: int = 16000):  # -> torch.Tensor
 
         wave = AF.resample(wave, sr, target_sr)
     if wave.numel() == 0:
-        raise AudioError(f"{path}: audio is empty after resampling to {target_sr} Hz")
+        raise AudioError(f"{path}: audio is empty after resampling to {target_sr} Hz", "empty_audio")
     return wave.contiguous()

@@ -32,6 +32,8 @@ from kdlab.data.features import (
     num_frames,
     speed_perturb,
 )
+from kdlab.data.audio import AudioError
+from kdlab.data.manifest import SkipReport
 from kdlab.data.tokenizer import IGNORE_ID, Tokenizer, normalize_text
 
 Manifest = str | Path | Sequence[dict]
@@ -69,21 +71,38 @@ class UtteranceFeatures:
         return self.cache.get_or_compute(rec["id"], speed, lambda: self._compute(rec, speed), rec["path"])
 
     def _compute(self, rec: dict, speed: float) -> torch.Tensor:
-        from kdlab.data.audio import AudioError, load_audio
+        from kdlab.data.audio import load_audio
 
         try:
             wave = load_audio(rec["path"], self.fbank.sample_rate)  # (N,)
         except AudioError as err:
-            raise AudioError(f"utterance {rec['id']}: {err}") from err
+            raise AudioError(f"utterance {rec['id']}: {err}", err.reason) from err
         wave = speed_perturb(wave, speed, self.fbank.sample_rate)
-        return compute_fbank(wave, self.fbank, self.dither, name=f"{rec['id']} ({rec['path']})")
+        feats = compute_fbank(wave, self.fbank, self.dither, name=f"{rec['id']} ({rec['path']})")  # (T, D)
+        if not torch.isfinite(feats).all():
+            raise AudioError(f"utterance {rec['id']}: {rec['path']}: non-finite features", "bad_samples")
+        return feats
 
 
-def fit_cmvn(manifest: Manifest, cache_dir: str | Path | None = None,
-             fbank: FbankConfig | None = None) -> GlobalCMVN:
-    """Global CMVN statistics over every utterance of a (training) manifest, without augmentation."""
+def fit_cmvn(manifest: Manifest, cache_dir: str | Path | None = None, fbank: FbankConfig | None = None,
+             report: SkipReport | None = None) -> GlobalCMVN:
+    """Global CMVN statistics over every utterance of a (training) manifest, without augmentation.
+
+    An utterance whose audio cannot be decoded or has bad samples is left out and, when ``report`` is
+    given, counted there (otherwise its :class:`AudioError` is raised).
+    """
     feats = UtteranceFeatures(cache_dir, fbank)
-    return GlobalCMVN.fit(feats(rec) for rec in _records(manifest))
+
+    def usable() -> Iterator[torch.Tensor]:
+        for rec in _records(manifest):
+            try:
+                yield feats(rec)  # (T, D)
+            except AudioError as err:
+                if report is None:
+                    raise
+                report.add(rec, err.reason, str(err))
+
+    return GlobalCMVN.fit(usable())
 
 
 class ASRDataset(Dataset):

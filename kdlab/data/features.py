@@ -87,6 +87,8 @@ class GlobalCMVN:
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, count: int = 0) -> None:
         if mean.shape != std.shape or mean.dim() != 1:
             raise ValueError(f"mean {tuple(mean.shape)} and std {tuple(std.shape)} must be equal (D,) shapes")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+            raise ValueError("CMVN mean/std are not finite (the features it was fitted on were not)")
         if (std <= 0).any():
             raise ValueError("CMVN std must be positive")
         self.mean, self.std, self.count = mean.float(), std.float(), count
@@ -128,7 +130,7 @@ class GlobalCMVN:
         try:
             data = json.loads(Path(path).read_text())
             return cls(torch.tensor(data["mean"]), torch.tensor(data["std"]), int(data.get("count", 0)))
-        except (KeyError, json.JSONDecodeError) as err:
+        except (KeyError, TypeError, ValueError) as err:  # incl. JSONDecodeError, non-finite statistics
             raise ValueError(f"{path}: not a CMVN file ({err})") from err
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from kdlab.data.audio import AudioError, audio_info, read_audio
 
 REQUIRED = ("id", "path", "duration", "text", "speaker")
-REASONS = ("unreadable_audio", "empty_audio", "empty_transcript", "oov", "too_short")
+REASONS = ("unreadable_audio", "empty_audio", "bad_samples", "empty_transcript", "oov", "too_short")
 
 
 class ManifestError(ValueError):
@@ -148,10 +148,10 @@ def validate(records: list[dict], tokenizer_encode: Callable[[str], list[int]] |
              deep: bool = False) -> tuple[list[dict], SkipReport]:
     """Keep the usable records; count every other one by reason in a :class:`SkipReport`.
 
-    Reasons: unreadable/corrupt audio, empty audio, empty transcript, out-of-vocabulary units (the
-    tokenizer emits ``unk_id``), and audio too short for its transcript under CTC with the given
-    subsampling. ``deep=True`` decodes every file (catches truncated data), otherwise only headers are
-    read. Durations come from the audio itself, not from the manifest.
+    Reasons: unreadable/corrupt audio, empty audio, bad samples (NaN, infinite or absurdly loud; needs
+    ``deep``), empty transcript, out-of-vocabulary units (the tokenizer emits ``unk_id``), and audio too
+    short for its transcript under CTC with the given subsampling. ``deep=True`` decodes every file
+    (catches truncated data and bad samples), otherwise only headers are read. Durations come from the audio itself, not from the manifest.
     """
     report, kept = SkipReport(total=len(records)), []
     for rec in records:
@@ -162,9 +162,7 @@ def validate(records: list[dict], tokenizer_encode: Callable[[str], list[int]] |
         try:
             duration = _audio_duration(rec, deep)
         except AudioError as err:
-            empty = "empty" in str(err) or "no samples" in str(err)
-            reason = "empty_audio" if empty else "unreadable_audio"
-            report.add(rec, reason, str(err))
+            report.add(rec, err.reason, str(err))
             continue
         if tokenizer_encode is None:
             kept.append(rec)
