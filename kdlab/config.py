@@ -47,6 +47,8 @@ class DataConfig:
     speed_perturb: bool = False  # 0.9/1.0/1.1 speed perturbation (paper: AISHELL-1 only)
     num_workers: int = 0  # DataLoader worker processes
     feature_cache: str | None = None  # folder caching raw fbank per utterance (and speed); null: no cache
+    strict: bool = False  # an unusable utterance (bad audio, empty/OOV transcript, too short) is an error,
+    # not a counted skip (kdlab/training/datacheck.py; counts in <run>/data_report.json)
 
     def manifest(self, split: str) -> str:
         """Path of the ``train`` or ``dev`` manifest (explicit, or inside ``corpus``)."""

@@ -31,6 +31,7 @@ from kdlab.checkpoint import (
 )
 from kdlab.config import ExperimentConfig, load_config, resolve_model_config, to_dict
 from kdlab.training.bench import benchmark_throughput
+from kdlab.training.datacheck import record_failures, usable_data
 from kdlab.training.data import build_loader, set_loader_epoch
 from kdlab.training.logger import MetricsLogger
 from kdlab.training.loop import TrainingDiverged, TrainState, compute_loss, train_one_epoch, validate
@@ -59,8 +60,12 @@ def _barrier(rt: Runtime) -> None:
         torch.distributed.barrier()
 
 
-def build_state(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, vocab_size: int) -> TrainState:
-    """Model (DDP-wrapped when distributed), optimiser, schedule, scaler, distiller and logger."""
+def build_state(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, vocab_size: int,
+                train_records: list[dict] | None = None) -> TrainState:
+    """Model (DDP-wrapped when distributed), optimiser, schedule, scaler, distiller and logger.
+
+    ``train_records``: the usable training utterances (the distiller's N-best lists cover them); default:
+    the whole training manifest."""
     from kdlab.models import build_model
 
     seed_everything(cfg.train.seed)  # same initial weights on every rank
@@ -80,22 +85,23 @@ def build_state(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, vocab_size: i
         model=model, module=module, optimizer=optimizer,
         scheduler=NoamSchedule(optimizer, cfg.train.lr, cfg.train.warmup_steps),
         scaler=make_scaler(rt.device, amp), rt=rt, cfg=cfg.train, amp_dtype=amp,
-        distiller=_build_distiller(cfg, run_dir, rt),
+        distiller=_build_distiller(cfg, run_dir, rt, train_records or cfg.data.manifest("train")),
     )
 
 
-def _build_distiller(cfg: ExperimentConfig, run_dir: Path, rt: Runtime):
-    """KD distiller (teacher + N-best cache) when ``kd.enabled``; rank 0 builds any cache first."""
+def _build_distiller(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, train: list[dict] | str):
+    """KD distiller (teacher + N-best cache over ``train``) when ``kd.enabled``; rank 0 builds any cache
+    first."""
     if cfg.kd is None or not cfg.kd.enabled:
         return None
     from kdlab.kd import build_distiller
 
     distiller = None
     if rt.is_main:
-        distiller = build_distiller(cfg.kd, run_dir, cfg.data.manifest("train"), rt.device)
+        distiller = build_distiller(cfg.kd, run_dir, train, rt.device)
     _barrier(rt)
     if not rt.is_main:
-        distiller = build_distiller(cfg.kd, run_dir, cfg.data.manifest("train"), rt.device)
+        distiller = build_distiller(cfg.kd, run_dir, train, rt.device)
     return distiller
 
 
@@ -176,15 +182,16 @@ def _fit(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, resume: bool,
         prepare_run(cfg, run_dir)
     _barrier(rt)
     tokenizer, cmvn = load_tokenizer(run_dir / TOKENIZER_DIR), GlobalCMVN.load(run_dir / CMVN_FILE)
-    state = build_state(cfg, run_dir, rt, tokenizer.vocab_size)
+    data = usable_data(cfg, run_dir, tokenizer, main=rt.is_main)
+    state = build_state(cfg, run_dir, rt, tokenizer.vocab_size, data["train"])
     if start is None:
         first = 1
         seed_everything(cfg.train.seed + rt.rank)  # dropout / masks / SpecAugment differ per rank
     else:
         first = restore(state, start) + 1
     state.logger = MetricsLogger(run_dir, active=rt.is_main, keep_until_epoch=first - 1 if start else None)
-    train_loader = build_loader(cfg, "train", tokenizer, cmvn, rt, train=True)
-    dev_loader = build_loader(cfg, "dev", tokenizer, cmvn, rt, train=False)
+    train_loader = build_loader(cfg, data["train"], tokenizer, cmvn, rt, train=True)
+    dev_loader = build_loader(cfg, data["dev"], tokenizer, cmvn, rt, train=False)
     result: dict = {}
     for epoch in range(first, cfg.train.epochs + 1):
         set_loader_epoch(train_loader, epoch)
@@ -192,6 +199,7 @@ def _fit(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, resume: bool,
         train_metrics = train_one_epoch(state, train_loader, epoch)
         train_s = time.perf_counter() - started
         dev = validate(state, dev_loader, seed=cfg.train.seed)
+        _record_bad_items(state, run_dir)
         check_epoch(epoch, train_metrics, dev)
         result = {**train_metrics, **{f"dev_{k}": v for k, v in dev.items()}, "lr": state.scheduler.lr,
                   "train_s": train_s}
@@ -209,6 +217,17 @@ def _fit(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, resume: bool,
         n = min(cfg.train.average_last, len(epoch_checkpoints(run_dir)))
         result["averaged"] = str(average_run(run_dir, n)) if n else None
     return result
+
+
+def _record_bad_items(state: TrainState, run_dir: Path) -> None:
+    """Utterances whose audio failed to decode this epoch (every rank's) → the run's data report."""
+    items, state.bad_items = state.bad_items, []
+    if state.rt.distributed:
+        gathered: list = [None] * state.rt.world_size
+        torch.distributed.all_gather_object(gathered, items)
+        items = [it for rank_items in gathered for it in rank_items]
+    if state.rt.is_main:
+        record_failures(run_dir, items)
 
 
 def check_epoch(epoch: int, train_metrics: dict, dev: dict) -> None:

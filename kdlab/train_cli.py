@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the newest epoch-N.pt in --out")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="dotted override, e.g. train.epochs=3 (repeatable)")
+    parser.add_argument("--strict", action="store_true",
+                        help="an unusable utterance is an error, not a counted skip (data.strict=true)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -33,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
             return 2
         config = args.out / "config.yaml"
     try:
-        cfg = load_config(config, args.overrides)
+        cfg = load_config(config, args.overrides + (["data.strict=true"] if args.strict else []))
         result = fit(cfg, args.out, resume=args.resume)
     except (ConfigError, CheckpointError, FileExistsError, FileNotFoundError, TrainingDiverged) as err:
         print(f"kdlab train: {err}", file=sys.stderr)

@@ -110,12 +110,14 @@ class ASRDataset(Dataset):
 
     In training, speed perturbation (factor from {0.9, 1.0, 1.1}) and SpecAugment are drawn from a generator
     seeded by (seed, epoch, index): the same seed and epoch give the same features, whatever the worker.
+    With ``skip_bad``, an utterance whose audio fails to decode gives ``{"id", "bad": skip dict}`` instead
+    of raising :class:`AudioError`; :func:`collate` leaves it out of the batch and lists it under ``bad``.
     """
 
     def __init__(self, manifest: Manifest, tokenizer: Tokenizer, cmvn: GlobalCMVN | None,
                  cache_dir: str | Path | None = None, train: bool = False,
                  specaug: SpecAugConfig | None = None, speed_perturb: bool = False, seed: int = 0,
-                 fbank: FbankConfig | None = None, dither: float = 0.0) -> None:
+                 fbank: FbankConfig | None = None, dither: float = 0.0, skip_bad: bool = False) -> None:
         self.records = _records(manifest)
         if not self.records:
             raise ValueError(f"manifest {manifest if isinstance(manifest, (str, Path)) else ''} is empty")
@@ -123,6 +125,7 @@ class ASRDataset(Dataset):
         self.features = UtteranceFeatures(cache_dir, fbank, dither if train else 0.0)
         self.specaug = SpecAugment(specaug) if (train and specaug is not None) else None
         self.speeds = SPEEDS if (train and speed_perturb) else (1.0,)
+        self.skip_bad = skip_bad
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -142,7 +145,13 @@ class ASRDataset(Dataset):
         rec = self.records[index]
         gen = torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, index))
         speed = self.speeds[int(torch.randint(len(self.speeds), (1,), generator=gen))]
-        feats = self.features(rec, speed)  # (T, D)
+        try:
+            feats = self.features(rec, speed)  # (T, D)
+        except AudioError as err:
+            if not self.skip_bad:
+                raise
+            return {"id": rec["id"], "bad": {"id": rec["id"], "path": rec["path"], "reason": err.reason,
+                                             "detail": str(err)}}
         if self.cmvn is not None:
             feats = self.cmvn(feats)
         if self.specaug is not None:
@@ -153,9 +162,17 @@ class ASRDataset(Dataset):
 
 
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Pad a list of dataset items into the batch dict of docs/ARCHITECTURE.md."""
+    """Pad a list of dataset items into the batch dict of docs/ARCHITECTURE.md.
+
+    Items that failed to decode (``bad``, see :class:`ASRDataset`) are left out and listed under the
+    batch's ``bad`` key; when every item failed, the batch has empty ``ids`` and no tensors.
+    """
     if not items:
         raise ValueError("cannot collate an empty batch")
+    bad = [it["bad"] for it in items if "bad" in it]
+    if bad:
+        good = [it for it in items if "bad" not in it]
+        return {**(collate(good) if good else {"ids": [], "texts": []}), "bad": bad}
     feat_lens = torch.tensor([it["feats"].shape[0] for it in items], dtype=torch.long)
     token_lens = torch.tensor([it["tokens"].numel() for it in items], dtype=torch.long)
     dim = items[0]["feats"].shape[1]
@@ -233,13 +250,14 @@ def make_loader(manifest: Manifest, tokenizer: Tokenizer, cmvn: GlobalCMVN | Non
                 train: bool = False, cache_dir: str | Path | None = None,
                 specaug: SpecAugConfig | None = None, speed_perturb: bool = False, seed: int = 0,
                 num_workers: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool | None = None,
-                drop_last: bool = False) -> DataLoader:
+                drop_last: bool = False, skip_bad: bool = False) -> DataLoader:
     """A DataLoader over frame-bucketed batches; call ``set_epoch(loader, e)`` before each epoch.
 
-    Shuffling defaults to ``train``. Augmentations only act when ``train`` is True.
+    Shuffling defaults to ``train``. Augmentations only act when ``train`` is True. ``skip_bad``: see
+    :class:`ASRDataset`.
     """
     ds = ASRDataset(manifest, tokenizer, cmvn, cache_dir=cache_dir, train=train, specaug=specaug,
-                    speed_perturb=speed_perturb, seed=seed)
+                    speed_perturb=speed_perturb, seed=seed, skip_bad=skip_bad)
     sampler = FrameBatchSampler(ds.frame_lengths(), max_frames, shuffle=train if shuffle is None else shuffle,
                                 seed=seed, drop_last=drop_last, rank=rank, world_size=world_size)
     return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)

@@ -145,13 +145,16 @@ def _audio_duration(rec: dict, deep: bool) -> float:
 
 def validate(records: list[dict], tokenizer_encode: Callable[[str], list[int]] | None = None,
              unk_id: int | None = None, subsampling: int = 4, frame_shift_s: float = 0.01, *,
-             deep: bool = False) -> tuple[list[dict], SkipReport]:
+             deep: bool = False, max_speed: float = 1.0) -> tuple[list[dict], SkipReport]:
     """Keep the usable records; count every other one by reason in a :class:`SkipReport`.
 
     Reasons: unreadable/corrupt audio, empty audio, bad samples (NaN, infinite or absurdly loud; needs
     ``deep``), empty transcript, out-of-vocabulary units (the tokenizer emits ``unk_id``), and audio too
     short for its transcript under CTC with the given subsampling. ``deep=True`` decodes every file
-    (catches truncated data and bad samples), otherwise only headers are read. Durations come from the audio itself, not from the manifest.
+    (catches truncated data and bad samples), otherwise only headers are read. Durations come from the
+    audio itself, not from the manifest; ``max_speed`` (the fastest speed perturbation, e.g. 1.1) shortens
+    them for the length check. A transcript with no tokens after the tokenizer's normalisation (e.g.
+    punctuation only) counts as empty.
     """
     report, kept = SkipReport(total=len(records)), []
     for rec in records:
@@ -168,10 +171,14 @@ def validate(records: list[dict], tokenizer_encode: Callable[[str], list[int]] |
             kept.append(rec)
             continue
         ids = tokenizer_encode(text)
+        if not ids:
+            report.add(rec, "empty_transcript", f"transcript {text[:40]!r} has no tokens after normalisation")
+            continue
         if unk_id is not None and unk_id in ids:
             units = " ".join(_oov_units(text, tokenizer_encode, unk_id))
             report.add(rec, "oov", f"out-of-vocabulary: {units}")
             continue
+        duration /= max_speed
         frames, need = ctc_output_frames(duration, subsampling, frame_shift_s), ctc_min_frames(ids)
         if frames < need:
             report.add(rec, "too_short", f"{duration:.2f} s gives {frames} frames after {subsampling}x "

@@ -20,12 +20,13 @@ def specaug_config(cfg: ExperimentConfig):
         raise ConfigError(f"data.specaug_conf: {err}") from None
 
 
-def build_loader(cfg: ExperimentConfig, split: str, tokenizer, cmvn, rt: Runtime, train: bool):
-    """Frame-bucketed loader over ``split`` (train: shuffled + augmented), sharded by DDP rank."""
+def build_loader(cfg: ExperimentConfig, records: list[dict], tokenizer, cmvn, rt: Runtime, train: bool):
+    """Frame-bucketed loader over a split's usable ``records`` (train: shuffled + augmented), sharded by DDP
+    rank; audio that fails to decode is skipped per utterance (``bad`` in the batch) unless ``data.strict``."""
     from kdlab.data.dataset import make_loader
 
     return make_loader(
-        cfg.data.manifest(split), tokenizer, cmvn, max_frames=cfg.train.max_frames, train=train,
+        records, tokenizer, cmvn, max_frames=cfg.train.max_frames, train=train, skip_bad=not cfg.data.strict,
         cache_dir=cfg.data.feature_cache, specaug=specaug_config(cfg) if train else None,
         speed_perturb=cfg.data.speed_perturb and train, seed=cfg.train.seed, num_workers=cfg.data.num_workers,
         rank=rt.rank, world_size=rt.world_size,

@@ -42,6 +42,7 @@ class TrainState:
     logger: MetricsLogger | None = None
     step: int = 0
     bad_in_row: int = 0
+    bad_items: list = field(default_factory=list)  # utterances whose audio failed to decode (+ "split")
 
 
 @dataclass
@@ -101,9 +102,10 @@ def compute_loss(model: nn.Module, batch: dict, kd: Distiller | None = None,
                   if v is not None}
 
 
-def _all_finite(loss: torch.Tensor, rt: Runtime) -> bool:
-    """True when the loss is finite on every rank (all ranks then skip or step together)."""
-    bad = 0.0 if bool(torch.isfinite(loss.detach())) else 1.0
+def _all_finite(loss: torch.Tensor | None, rt: Runtime) -> bool:
+    """True when the loss is finite on every rank (all ranks then skip or step together); ``None``: this
+    rank's batch was empty (every utterance in it failed to decode)."""
+    bad = 0.0 if loss is not None and bool(torch.isfinite(loss.detach())) else 1.0
     return all_reduce_sum([bad], rt)[0] == 0.0
 
 
@@ -185,17 +187,21 @@ def train_one_epoch(state: TrainState, loader, epoch: int) -> dict[str, float]:
         if i >= n_batches:
             break
         batch = to_device(batch, rt.device)
+        state.bad_items += [{**b, "split": "train"} for b in batch.get("bad", [])]
         before = buffer_snapshot(state.module)
         if micro == 0:
             step_start = before  # buffers before the first batch of this optimiser step
-        with autocast(rt.device, state.amp_dtype):
-            loss, metrics = compute_loss(state.model, batch, state.distiller, state.module)
+        loss = None
+        if batch["ids"]:
+            with autocast(rt.device, state.amp_dtype):
+                loss, metrics = compute_loss(state.model, batch, state.distiller, state.module)
         bar.update(1)
         if not _all_finite(loss, rt):
             restore_buffers(state.module, before)
             skipped += 1
             window_skipped += 1
-            _skip_batch(state, batch, epoch)
+            if loss is not None:
+                _skip_batch(state, batch, epoch)
             continue
         state.bad_in_row = 0
         micro += 1
@@ -249,6 +255,9 @@ def validate(state: TrainState, loader, seed: int = 0) -> dict[str, float]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for batch in loader:
+            state.bad_items += [{**b, "split": "dev"} for b in batch.get("bad", [])]
+            if not batch["ids"]:
+                continue
             batch = to_device(batch, state.rt.device)
             with autocast(state.rt.device, state.amp_dtype):
                 _, m = compute_loss(module, batch)

@@ -88,15 +88,21 @@ def make_tokenizer(cfg: ExperimentConfig, out_dir: Path) -> None:
     tok.save(out_dir)
 
 
-def make_cmvn(cfg: ExperimentConfig, out_path: Path) -> None:
-    """Copy or fit the global CMVN (fit on the training manifest's fbank features, no augmentation)."""
+def make_cmvn(cfg: ExperimentConfig, run_dir: Path) -> None:
+    """Copy or fit the global CMVN (fit on the usable training utterances' fbank features, no augmentation;
+    audio that fails to decode is left out and counted in the run's data report, unless ``data.strict``)."""
     src = cmvn_source(cfg)
     if src is not None:
-        shutil.copyfile(src, out_path)
+        shutil.copyfile(src, run_dir / CMVN_FILE)
         return
     from kdlab.data.dataset import fit_cmvn
+    from kdlab.data.tokenizer import load_tokenizer
+    from kdlab.training.datacheck import check_split, save_report
 
-    fit_cmvn(cfg.data.manifest("train"), cache_dir=cfg.data.feature_cache).save(out_path)
+    records, report = check_split(cfg, "train", load_tokenizer(run_dir / TOKENIZER_DIR))
+    cmvn = fit_cmvn(records, cache_dir=cfg.data.feature_cache, report=None if cfg.data.strict else report)
+    save_report(run_dir, {"train": report})
+    cmvn.save(run_dir / CMVN_FILE)
 
 
 def prepare_run(cfg: ExperimentConfig, run_dir: str | Path) -> Path:
@@ -107,5 +113,5 @@ def prepare_run(cfg: ExperimentConfig, run_dir: str | Path) -> Path:
     if not (run_dir / TOKENIZER_DIR / "tokenizer.json").is_file():
         make_tokenizer(cfg, run_dir / TOKENIZER_DIR)
     if not (run_dir / CMVN_FILE).is_file():
-        make_cmvn(cfg, run_dir / CMVN_FILE)
+        make_cmvn(cfg, run_dir)
     return run_dir

@@ -1,0 +1,99 @@
+"""Training validates its manifests: unusable utterances are skipped and counted by reason (printed at the
+start, written to <run>/data_report.json), or refused under data.strict; bad audio found only when decoding
+(a truncated FLAC with a valid header) is caught per utterance."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kdlab.config import config_from_dict
+from kdlab.data.manifest import ManifestError, read_manifest, write_manifest
+
+TINY = {"d_model": 32, "heads": 2, "ffn_dim": 64, "enc_blocks": 1, "dec_blocks": 1, "cnn_kernel": 3}
+
+
+def cfg_for(corpus: Path, cache: Path, **data):
+    return config_from_dict({
+        "data": {"corpus": str(corpus), "tokenizer": "char", "feature_cache": str(cache), **data},
+        "model": {"kind": "ar", "preset": None, "config": TINY},
+        "train": {"epochs": 1, "lr": 4e-3, "warmup_steps": 4, "max_frames": 1500, "average_last": 1,
+                  "num_threads": 1, "progress": False},
+    })
+
+
+def truncated_flac(src: Path, dst: Path) -> None:
+    """A FLAC whose header promises all samples but whose data stops a third of the way in."""
+    data, sr = sf.read(src, dtype="float32")
+    sf.write(dst, data, sr)
+    raw = dst.read_bytes()
+    dst.write_bytes(raw[: len(raw) // 3])
+
+
+@pytest.fixture(scope="module")
+def bad_corpus(tiny_corpus_en: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny corpus plus one training utterance per bad case and an out-of-vocabulary dev transcript."""
+    out = tmp_path_factory.mktemp("bad-corpus")
+    shutil.copy(tiny_corpus_en / "info.json", out / "info.json")
+    train, dev = read_manifest(tiny_corpus_en / "train.jsonl"), read_manifest(tiny_corpus_en / "dev.jsonl")
+    good = train[0]
+    (out / "garbage.wav").write_bytes(b"RIFF\x00\x01garbage" * 20)
+    (out / "empty.wav").write_bytes(b"")
+    sf.write(out / "short.wav", np.zeros(1600, np.float32), 16000)  # 0.1 s
+    truncated_flac(Path(good["path"]), out / "truncated.flac")
+
+    def rec(uid: str, path: Path | str, text: str) -> dict:
+        return {**good, "id": uid, "path": str(path), "text": text}
+
+    bad = [rec("bad-unreadable", out / "garbage.wav", good["text"]), rec("bad-empty", out / "empty.wav", "A B"),
+           rec("bad-short", out / "short.wav", good["text"]), rec("bad-notext", good["path"], ""),
+           rec("bad-punct", good["path"], "?! ..."), rec("bad-truncated", out / "truncated.flac", good["text"])]
+    write_manifest(out / "train.jsonl", train + bad)
+    write_manifest(out / "dev.jsonl", dev + [rec("dev-oov", good["path"], "HELLO 7 THERE")])
+    return out
+
+
+def test_train_skips_and_counts_bad_utterances(bad_corpus: Path, tmp_path: Path, capsys) -> None:
+    from kdlab.train import fit
+
+    run = tmp_path / "run"
+    result = fit(cfg_for(bad_corpus, tmp_path / "cache"), run)
+    assert result["averaged"] and (run / "avg-1.pt").is_file()
+    report = json.loads((run / "data_report.json").read_text(encoding="utf-8"))
+    train, dev = report["train"], report["dev"]
+    assert train["counts"] == {"unreadable_audio": 2, "empty_audio": 1, "empty_transcript": 2, "too_short": 1}
+    reasons = {s["id"]: s["reason"] for s in train["skips"]}
+    assert reasons["bad-truncated"] == "unreadable_audio"  # found while decoding (CMVN), not from the header
+    assert reasons["bad-punct"] == "empty_transcript" and reasons["bad-short"] == "too_short"
+    assert train["total"] == 30 and train["kept"] == 24
+    assert dev["counts"] == {"oov": 1} and "7" in dev["skips"][0]["detail"]
+    out = capsys.readouterr().out
+    assert "data train: 30 utterances, kept 24, skipped 6" in out and "data dev:" in out
+
+
+def test_decode_failure_in_an_epoch_is_skipped_and_recorded(bad_corpus: Path, tmp_path: Path) -> None:
+    """The CMVN comes from elsewhere, so the truncated file is first decoded inside an epoch."""
+    from kdlab.train import fit
+
+    donor = tmp_path / "donor"
+    donor.mkdir()
+    (donor / "cmvn.json").write_text(json.dumps({"mean": [0.0] * 80, "std": [10.0] * 80}))
+    run = tmp_path / "run"
+    fit(cfg_for(bad_corpus, tmp_path / "cache", cmvn_from=str(donor / "cmvn.json")), run)
+    report = json.loads((run / "data_report.json").read_text(encoding="utf-8"))
+    skips = {s["id"]: s for s in report["train"]["skips"]}
+    assert skips["bad-truncated"]["reason"] == "unreadable_audio"
+    assert "decoding failed" in skips["bad-truncated"]["detail"]
+
+
+def test_strict_mode_refuses_bad_data(bad_corpus: Path, tmp_path: Path) -> None:
+    from kdlab.train import fit
+
+    with pytest.raises(ManifestError, match=r"train.jsonl: 5 unusable utterance\(s\).*data.strict"):
+        fit(cfg_for(bad_corpus, tmp_path / "cache", strict=True), tmp_path / "run")
+    assert not list((tmp_path / "run").glob("*.pt"))
