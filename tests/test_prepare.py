@@ -183,3 +183,30 @@ def test_cli_prepare_and_check(tmp_path, capsys):
     assert "kept 2" in capsys.readouterr().out
     assert cli_main(["data", "prepare", "aishell", str(tmp_path), "--out", str(tmp_path / "a")]) == 2
     assert "transcript file not found" in capsys.readouterr().out
+
+
+def test_non_utf8_transcripts_name_file_and_line(tmp_path, capsys):
+    """A Latin-1 transcript: prepare (kaldi, librispeech) and manifest readers (check, train, decode) name
+    the file and the line, as one line with exit code 2 from the CLI."""
+    data = _kaldi(tmp_path)
+    (data / "text").write_bytes("spk1-a GOOD MORNING\nspk2-b CAF\u00c9 NIGHT\n".encode("latin-1"))
+    with pytest.raises(PrepareError, match=r"text:2: not valid UTF-8"):
+        prepare_kaldi(data, tmp_path / "out" / "dev.jsonl")
+    assert cli_main(["data", "prepare", "kaldi", str(data), "--out", str(tmp_path / "o.jsonl")]) == 2
+    out = capsys.readouterr().out.strip()
+    assert out.endswith("text:2: not valid UTF-8 (invalid continuation byte at byte 10 of the line: "
+                        "b'spk2-b CAF\\xc9 NIGHT'); re-encode the file as UTF-8") and "\n" not in out
+    chapter = tmp_path / "LibriSpeech" / "dev-clean" / "1" / "2"
+    chapter.mkdir(parents=True)
+    (chapter / "1-2.trans.txt").write_bytes("1-2-0000 CAF\u00c9\n".encode("latin-1"))
+    with pytest.raises(PrepareError, match=r"1-2.trans.txt:1: not valid UTF-8"):
+        prepare_librispeech(tmp_path / "LibriSpeech", tmp_path / "ls")
+    manifest = tmp_path / "m.jsonl"
+    good = json.dumps({"id": "u", "path": "a.wav", "duration": 1.0, "text": "x", "speaker": "s"})
+    manifest.write_bytes((good + "\n" + good.replace('"x"', '"caf\u00e9"')).encode("latin-1") + b"\n")
+    from kdlab.data.manifest import ManifestError
+
+    with pytest.raises(ManifestError, match=r"m.jsonl:2: not valid UTF-8"):
+        read_manifest(manifest)
+    assert cli_main(["data", "check", str(manifest)]) == 2
+    assert "m.jsonl:2: not valid UTF-8" in capsys.readouterr().out

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdlab.data.audio import AudioError, audio_info, read_audio
+from kdlab.data.textfile import utf8_lines
 
 REQUIRED = ("id", "path", "duration", "text", "speaker")
 REASONS = ("unreadable_audio", "empty_audio", "bad_samples", "empty_transcript", "oov", "too_short")
@@ -30,23 +31,22 @@ def read_manifest(path: str | Path) -> list[dict]:
         raise ManifestError(f"{path}: manifest not found")
     base = path.resolve().parent
     records, seen = [], set()
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ManifestError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
-            missing = [k for k in REQUIRED if k not in rec] if isinstance(rec, dict) else list(REQUIRED)
-            if missing:
-                raise ManifestError(f"{path}:{lineno}: record lacks field(s) {', '.join(missing)}")
-            if rec["id"] in seen:
-                raise ManifestError(f"{path}:{lineno}: duplicate utterance id {rec['id']!r}")
-            seen.add(rec["id"])
-            if not os.path.isabs(rec["path"]):
-                rec["path"] = str((base / rec["path"]).resolve())
-            records.append(rec)
+    for lineno, line in enumerate(utf8_lines(path, ManifestError), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ManifestError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
+        missing = [k for k in REQUIRED if k not in rec] if isinstance(rec, dict) else list(REQUIRED)
+        if missing:
+            raise ManifestError(f"{path}:{lineno}: record lacks field(s) {', '.join(missing)}")
+        if rec["id"] in seen:
+            raise ManifestError(f"{path}:{lineno}: duplicate utterance id {rec['id']!r}")
+        seen.add(rec["id"])
+        if not os.path.isabs(rec["path"]):
+            rec["path"] = str((base / rec["path"]).resolve())
+        records.append(rec)
     return records
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kdlab.data.audio import AudioError, audio_info
 from kdlab.data.manifest import write_manifest
+from kdlab.data.textfile import utf8_lines
 
 KINDS = ("missing_audio", "missing_transcript", "unreadable_audio", "empty_transcript")
 
@@ -101,7 +102,7 @@ def _write_corpus(out_dir: Path, manifests: dict[str, list[dict]], info: dict, r
 # ---------------------------------------------------------------- LibriSpeech
 def _read_trans(path: Path) -> dict[str, str]:
     out = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(utf8_lines(path, PrepareError), 1):
         if line.strip():
             utt_id, _, text = line.strip().partition(" ")
             if utt_id in out:
@@ -190,7 +191,7 @@ def prepare_aishell(root: str | Path, out_dir: str | Path) -> PrepareReport:
 def _kaldi_table(path: Path) -> dict[str, str]:
     """'<key> <value...>' lines → dict; a repeated key is an error naming file and line."""
     out: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(utf8_lines(path, PrepareError), 1):
         if not line.strip():
             continue
         key, _, value = line.strip().partition(" ")
