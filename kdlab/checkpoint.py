@@ -25,11 +25,13 @@ from typing import Any
 
 import torch
 
+from kdlab.errors import UserError
+
 EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
 PRETRAINED_PREFIX = "pretrained:"  # pretrained:<corpus>/<name> names a shipped model (kdlab.pretrained)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file is missing, unsafe or malformed; the message names the file."""
 
 

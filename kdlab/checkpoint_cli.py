@@ -19,7 +19,7 @@ def main(args: argparse.Namespace) -> int:
         out = average_run(args.run, args.n)
     except CheckpointError as err:
         print(f"kdlab average: {err}", file=sys.stderr)
-        return 1
+        return 2
     used = [p.name for p in epoch_checkpoints(args.run)[-args.n:]]
     print(f"{out}: mean of {', '.join(used)}")
     return 0

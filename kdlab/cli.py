@@ -1,12 +1,15 @@
 """The ``kdlab`` command. Each sub-command lives in its own module, imported only when used.
 
-A command module exposes ``add_arguments(parser)`` and ``main(args) -> int``.
+A command module exposes ``add_arguments(parser)`` and ``main(args) -> int``. An error caused by the
+user's input (``kdlab.errors.USER_ERRORS``) is printed as one line and exits with code 2; ``--debug``
+(or ``KDLAB_DEBUG=1``) shows its traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -24,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kdlab", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -42,7 +46,21 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_missing", None):
         print(f"kdlab {args.command}: not available in this build ({args._missing})", file=sys.stderr)
         return 2
-    return int(importlib.import_module(args._module).main(args) or 0)
+    from kdlab.errors import USER_ERRORS
+
+    try:
+        return int(importlib.import_module(args._module).main(args) or 0)
+    except USER_ERRORS as err:
+        if args.debug or os.environ.get("KDLAB_DEBUG") == "1":
+            raise
+        print(f"kdlab {args.command}: error: {one_line(err)}", file=sys.stderr)
+        return 2
+
+
+def one_line(err: BaseException) -> str:
+    """An error's message on one line (OS errors: their text and the file name)."""
+    text = str(err) or type(err).__name__
+    return "; ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 if __name__ == "__main__":

@@ -22,13 +22,15 @@ from typing import Any
 
 import yaml
 
+from kdlab.errors import UserError
+
 MODEL_KINDS = ("ar", "maskctc")
 OPTIMIZERS = ("adam", "adamw")
 PRECISIONS = ("fp32", "bf16", "fp16")
 TOKENIZER_KINDS = ("char", "bpe")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config value or key is wrong; the message names the dotted key."""
 
 

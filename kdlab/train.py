@@ -31,8 +31,8 @@ from kdlab.checkpoint import (
 )
 from kdlab.config import ExperimentConfig, load_config, resolve_model_config, to_dict
 from kdlab.training.bench import benchmark_throughput
-from kdlab.training.datacheck import record_failures, usable_data
 from kdlab.training.data import build_loader, set_loader_epoch
+from kdlab.training.datacheck import record_failures, usable_data
 from kdlab.training.logger import MetricsLogger
 from kdlab.training.loop import TrainingDiverged, TrainState, compute_loss, train_one_epoch, validate
 from kdlab.training.rundir import CMVN_FILE, CONFIG_FILE, TOKENIZER_DIR, prepare_run

@@ -24,9 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from kdlab.checkpoint import CheckpointError
-    from kdlab.config import ConfigError, load_config
-    from kdlab.train import TrainingDiverged, fit
+    from kdlab.config import load_config
+    from kdlab.train import fit
 
     config = args.config
     if config is None:
@@ -34,12 +33,8 @@ def main(args: argparse.Namespace) -> int:
             print("kdlab train: --config is required (except with --resume)", file=sys.stderr)
             return 2
         config = args.out / "config.yaml"
-    try:
-        cfg = load_config(config, args.overrides + (["data.strict=true"] if args.strict else []))
-        result = fit(cfg, args.out, resume=args.resume)
-    except (ConfigError, CheckpointError, FileExistsError, FileNotFoundError, TrainingDiverged) as err:
-        print(f"kdlab train: {err}", file=sys.stderr)
-        return 1
+    cfg = load_config(config, args.overrides + (["data.strict=true"] if args.strict else []))
+    result = fit(cfg, args.out, resume=args.resume)  # bad input raises a kdlab.errors.UserError (exit 2)
     if result and int(os.environ.get("RANK", "0")) == 0:
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
         print("last epoch:", " ".join(f"{k}={v}" for k, v in shown.items()))

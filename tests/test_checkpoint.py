@@ -127,5 +127,5 @@ def test_average_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
         save_atomic(_ckpt(float(e), e), tmp_path / f"epoch-{e}.pt")
     assert main(["average", str(tmp_path), "--n", "2"]) == 0
     assert torch.allclose(load_checkpoint(tmp_path / "avg-2.pt")["model"]["w"], torch.full((2, 3), 1.5))
-    assert main(["average", str(tmp_path), "--n", "3"]) == 1
+    assert main(["average", str(tmp_path), "--n", "3"]) == 2
     assert "has 2" in capsys.readouterr().err

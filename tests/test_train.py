@@ -295,7 +295,7 @@ def test_train_cli_and_overrides(tiny_corpus_en: Path, tmp_path: Path, capsys: p
     assert main(["train", "--out", str(out), "--resume"]) == 0  # finished: reports the last epoch again
     assert "dev_loss=" in capsys.readouterr().out
     typo = ["--set", "train.epohcs=1"]
-    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--out", str(out), *typo]) == 1
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--out", str(out), *typo]) == 2
     assert "unknown config key 'train.epohcs'" in capsys.readouterr().err
 
 

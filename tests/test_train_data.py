@@ -97,3 +97,36 @@ def test_strict_mode_refuses_bad_data(bad_corpus: Path, tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match=r"train.jsonl: 5 unusable utterance\(s\).*data.strict"):
         fit(cfg_for(bad_corpus, tmp_path / "cache", strict=True), tmp_path / "run")
     assert not list((tmp_path / "run").glob("*.pt"))
+
+
+def test_user_errors_are_one_line_with_exit_code_2(bad_corpus: Path, tiny_corpus_en: Path, tmp_path: Path,
+                                                    capsys) -> None:
+    """A missing manifest, data.strict with bad data, a KD teacher with another vocabulary: one line on
+    stderr, exit code 2; ``--debug`` shows the traceback instead."""
+    from kdlab.cli import main
+    from kdlab.config import save_config
+    from kdlab.data.tokenizer import CharTokenizer
+
+    cache = tmp_path / "cache"
+    save_config(cfg_for(bad_corpus, cache), tmp_path / "bad.yaml")
+    save_config(cfg_for(tiny_corpus_en, cache), tmp_path / "good.yaml")
+
+    def one_line_error(argv: list[str], expected: str) -> None:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and expected in err and "Traceback" not in err
+
+    train = ["train", "--config", str(tmp_path / "good.yaml")]
+    one_line_error(train + ["--out", str(tmp_path / "r1"), "--set", "data.train=missing.jsonl"],
+                   "kdlab train: error: missing.jsonl: manifest not found")
+    one_line_error(["train", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "r2"), "--strict"],
+                   "unusable utterance(s)")
+    assert main(train + ["--out", str(tmp_path / "teacher")]) == 0
+    other = tmp_path / "other-tokenizer"
+    texts = [r["text"] for r in read_manifest(tiny_corpus_en / "train.jsonl")]
+    CharTokenizer.train(texts + ["7"], lang="en").save(other)  # one character more than the teacher's
+    kd = ["--set", "model.kind=maskctc", "--set", "kd.enabled=true", "--set", f"kd.teacher={tmp_path / 'teacher' / 'avg-1.pt'}",
+          "--set", f"data.tokenizer_from={other}", "--set", f"data.cmvn_from={tmp_path / 'teacher'}"]
+    one_line_error(train + ["--out", str(tmp_path / "student"), *kd], "the student's tokenizer differs")
+    with pytest.raises(ManifestError):
+        main(["--debug", *train, "--out", str(tmp_path / "r3"), "--set", "data.train=missing.jsonl"])

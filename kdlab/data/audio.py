@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from kdlab.errors import UserError
 
 MAX_PEAK = 100.0  # peak sample magnitude (1.0 = full scale) above which audio counts as absurdly loud
 
 
-class AudioError(ValueError):
+class AudioError(UserError, ValueError):
     """An audio file is missing, unreadable, corrupt, empty or has unusable samples; the message names the
     file. ``reason`` is the skip reason validation reports (``unreadable_audio``, ``empty_audio``,
     ``bad_samples``)."""

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from kdlab.data.audio import AudioError
 from kdlab.data.features import (
     SPEEDS,
     FbankConfig,
@@ -32,7 +33,6 @@ from kdlab.data.features import (
     num_frames,
     speed_perturb,
 )
-from kdlab.data.audio import AudioError
 from kdlab.data.manifest import SkipReport
 from kdlab.data.tokenizer import IGNORE_ID, Tokenizer, normalize_text
 

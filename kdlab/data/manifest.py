@@ -15,12 +15,13 @@ from pathlib import Path
 
 from kdlab.data.audio import AudioError, audio_info, read_audio
 from kdlab.data.textfile import utf8_lines
+from kdlab.errors import UserError
 
 REQUIRED = ("id", "path", "duration", "text", "speaker")
 REASONS = ("unreadable_audio", "empty_audio", "bad_samples", "empty_transcript", "oov", "too_short")
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest line is not valid JSON or lacks a required field; the message names file and line."""
 
 

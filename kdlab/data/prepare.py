@@ -16,11 +16,12 @@ from pathlib import Path
 from kdlab.data.audio import AudioError, audio_info
 from kdlab.data.manifest import write_manifest
 from kdlab.data.textfile import utf8_lines
+from kdlab.errors import UserError
 
 KINDS = ("missing_audio", "missing_transcript", "unreadable_audio", "empty_transcript")
 
 
-class PrepareError(ValueError):
+class PrepareError(UserError, ValueError):
     """The source tree or a data file is not in the expected layout; the message names the file."""
 
 

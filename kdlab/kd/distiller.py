@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import torch
 
+from kdlab.config import ConfigError
 from kdlab.kd.config import KDConfig
 from kdlab.kd.losses import (
     dec_frame_kd,
@@ -49,7 +50,7 @@ class Distiller:
         self.generator: torch.Generator | None = None  # hypothesis masking of eq 12, seeded by cfg.seed
         self.checked = False
         if (self.weights["enc_s"] or self.weights["dec_s"]) and nbest is None:
-            raise ValueError("sequence-level KD (beta_s > 0) needs the teacher's N-best cache")
+            raise ConfigError("sequence-level KD (beta_s > 0) needs the teacher's N-best cache")
 
     def __call__(self, student: torch.nn.Module, batch: dict, student_out: dict
                  ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -140,15 +141,15 @@ def check_compatible(teacher: torch.nn.Module, student: torch.nn.Module, s_out: 
     """Teacher and student must share the vocabulary and the frame rate (subsampling); raise otherwise."""
     vs, vt = s_out["ctc_logp"].size(-1), t_out["ctc_logp"].size(-1)
     if vs != vt:
-        raise ValueError(f"KD: the student's vocabulary has {vs} tokens but the teacher's has {vt}; "
+        raise ConfigError(f"KD: the student's vocabulary has {vs} tokens but the teacher's has {vt}; "
                          "both must use one tokenizer")
     if not torch.equal(s_out["enc_lens"].cpu(), t_out["enc_lens"].cpu()):
-        raise ValueError(f"KD: encoder frame counts differ (student {s_out['enc_lens'].tolist()}, teacher "
+        raise ConfigError(f"KD: encoder frame counts differ (student {s_out['enc_lens'].tolist()}, teacher "
                          f"{t_out['enc_lens'].tolist()}); teacher and student must share the subsampling")
     if not hasattr(teacher, "decoder_logits"):
-        raise ValueError(f"KD: the teacher must be an AR model (got {type(teacher).__name__})")
+        raise ConfigError(f"KD: the teacher must be an AR model (got {type(teacher).__name__})")
     if needs_mlm and ("mask" not in s_out or not hasattr(student, "mlm_logits")):
-        raise ValueError(f"KD: decoder distillation (gamma_dec > 0) needs a Mask-CTC student "
+        raise ConfigError(f"KD: decoder distillation (gamma_dec > 0) needs a Mask-CTC student "
                          f"(got {type(student).__name__})")
 
 
@@ -179,10 +180,10 @@ def build_distiller(kd_cfg: KDConfig, run_dir: str | Path, train_manifest: Any,
     from kdlab.data.features import GlobalCMVN
 
     if not kd_cfg.teacher:
-        raise ValueError("kd.teacher: no teacher checkpoint given")
+        raise ConfigError("kd.teacher: no teacher checkpoint given")
     teacher, tokenizer, t_cmvn, t_exp = load_model_from_checkpoint(kd_cfg.teacher, device)
     if t_exp.model.kind != "ar":
-        raise ValueError(f"kd.teacher {kd_cfg.teacher}: the teacher must be an AR model, "
+        raise ConfigError(f"kd.teacher {kd_cfg.teacher}: the teacher must be an AR model, "
                          f"got {t_exp.model.kind!r}")
     run_dir = Path(run_dir)
     check_student_tokenizer(run_dir / "tokenizer", tokenizer)
@@ -225,6 +226,6 @@ def check_student_tokenizer(folder: Path, teacher_tokenizer: Any) -> None:
     if pieces != teacher_pieces:
         common = min(len(pieces), len(teacher_pieces))
         first = next((i for i in range(common) if pieces[i] != teacher_pieces[i]), common)
-        raise ValueError(f"{folder}: the student's tokenizer differs from the teacher's (sizes "
+        raise ConfigError(f"{folder}: the student's tokenizer differs from the teacher's (sizes "
                          f"{len(pieces)} vs {len(teacher_pieces)}, first difference at id {first}); "
                          "KD needs one vocabulary")

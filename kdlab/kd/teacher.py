@@ -30,13 +30,14 @@ import torch
 
 from kdlab.checkpoint import sha256_file
 from kdlab.data.tokenizer import IGNORE_ID
+from kdlab.errors import UserError
 from kdlab.models.ar import add_sos_eos
 
 CACHE_FORMAT = "kdlab-nbest-1"
 Entries = dict[str, list[tuple[list[int], float]]]
 
 
-class NBestCacheMismatch(ValueError):
+class NBestCacheMismatch(UserError, ValueError):
     """A cached N-best list was made by another teacher, tokenizer or search setting."""
 
 

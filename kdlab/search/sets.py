@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kdlab.errors import UserError
+
 FRAME_SHIFT_S = 0.01  # fbank frame shift (10 ms); audio seconds = feature frames × shift
 
 
-class SetError(ValueError):
+class SetError(UserError, ValueError):
     """An evaluation set cannot be found or read; the message names it."""
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from kdlab.config import TrainConfig
+from kdlab.errors import UserError
 from kdlab.training.logger import MetricsLogger
 from kdlab.training.runtime import Runtime, all_reduce_min, all_reduce_sum, autocast
 from kdlab.training.schedule import NoamSchedule
@@ -22,7 +23,7 @@ from kdlab.training.schedule import NoamSchedule
 Distiller = Callable[[nn.Module, dict, dict], tuple[torch.Tensor, dict]]
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """Too many consecutive non-finite losses."""
 
 
