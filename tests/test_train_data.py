@@ -130,3 +130,24 @@ def test_user_errors_are_one_line_with_exit_code_2(bad_corpus: Path, tiny_corpus
     one_line_error(train + ["--out", str(tmp_path / "student"), *kd], "the student's tokenizer differs")
     with pytest.raises(ManifestError):
         main(["--debug", *train, "--out", str(tmp_path / "r3"), "--set", "data.train=missing.jsonl"])
+
+
+def test_run_folder_refuses_artefacts_made_from_another_config(tiny_corpus_en: Path, tmp_path: Path,
+                                                                capsys) -> None:
+    """A run that fails after writing tokenizer/ and cmvn.json; a later run in the same folder with another
+    tokenizer config is refused instead of reusing them."""
+    from kdlab.cli import main
+    from kdlab.config import save_config
+
+    save_config(cfg_for(tiny_corpus_en, tmp_path / "cache"), tmp_path / "c.yaml")
+    run = ["train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")]
+    assert main(run + ["--set", "model.config.heads=3"]) == 2  # d_model 32 is not a multiple of 3 heads
+    capsys.readouterr()
+    assert (tmp_path / "run" / "tokenizer").is_dir() and (tmp_path / "run" / "cmvn.json").is_file()
+    recorded = json.loads((tmp_path / "run" / "artefacts.json").read_text())
+    assert recorded["tokenizer"]["kind"] == "char" and "fitted_on" in recorded["cmvn.json"]
+    assert main(run + ["--set", "data.tokenizer=bpe", "--set", "data.vocab_size=40"]) == 2
+    err = capsys.readouterr().err
+    assert "tokenizer: made from something else" in err and "kind: char → bpe" in err
+    assert "tokenizer: char" in (tmp_path / "run" / "config.yaml").read_text()  # config.yaml left as it was
+    assert main(run) == 0  # the same config again reuses them

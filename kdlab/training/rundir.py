@@ -1,8 +1,10 @@
-"""Run folder preparation: ``config.yaml``, ``tokenizer/`` and ``cmvn.json``.
+"""Run folder preparation: ``config.yaml``, ``tokenizer/``, ``cmvn.json`` and ``artefacts.json``.
 
 Teacher and student must share one tokenizer and one CMVN. A run either trains its own (tokenizer on the
 training text, CMVN on the training features) or copies them from another run (``data.tokenizer_from``,
 ``data.cmvn_from``). When KD is enabled and neither is given, they are taken from the teacher's run folder.
+``artefacts.json`` records what each was made from; a later run in the same folder whose config asks for
+something else is refused (tokenizer and CMVN present from a failed run are never reused silently).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from kdlab.config import ConfigError, ExperimentConfig, save_config
 TOKENIZER_DIR = "tokenizer"
 CMVN_FILE = "cmvn.json"
 CONFIG_FILE = "config.yaml"
+ARTEFACTS_FILE = "artefacts.json"
 
 
 def _teacher_run(cfg: ExperimentConfig) -> str | None:
@@ -105,13 +108,60 @@ def make_cmvn(cfg: ExperimentConfig, run_dir: Path) -> None:
     cmvn.save(run_dir / CMVN_FILE)
 
 
+def tokenizer_recipe(cfg: ExperimentConfig) -> dict:
+    """What the run's tokenizer is made from: a copied folder, or the training settings and text."""
+    src = tokenizer_source(cfg)
+    if src is not None:
+        return {"copied_from": str(src.resolve())}
+    recipe = {"kind": cfg.data.tokenizer, "lang": corpus_lang(cfg),
+              "trained_on": str(Path(cfg.data.manifest("train")).resolve())}
+    if cfg.data.tokenizer != "char":
+        recipe.update(vocab_size=cfg.data.vocab_size, seed=cfg.train.seed)
+    return recipe
+
+
+def cmvn_recipe(cfg: ExperimentConfig) -> dict:
+    """What the run's CMVN is made from: a copied file, or the training manifest it is fitted on."""
+    src = cmvn_source(cfg)
+    if src is not None:
+        return {"copied_from": str(src.resolve())}
+    return {"fitted_on": str(Path(cfg.data.manifest("train")).resolve())}
+
+
+def _recorded(run_dir: Path) -> dict:
+    path = run_dir / ARTEFACTS_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _record(run_dir: Path, name: str, recipe: dict) -> None:
+    recorded = {**_recorded(run_dir), name: recipe}
+    (run_dir / ARTEFACTS_FILE).write_text(json.dumps(recorded, indent=1) + "\n", encoding="utf-8")
+
+
+def check_artefacts(run_dir: Path, wanted: dict[str, dict]) -> None:
+    """Refuse a run folder whose present tokenizer / CMVN were made from something other than ``wanted``."""
+    recorded = _recorded(run_dir)
+    for name, recipe in wanted.items():
+        old = recorded.get(name)
+        if old is not None and old != recipe and (run_dir / name).exists():
+            diff = ", ".join(f"{k}: {old.get(k)} → {recipe.get(k)}" for k in sorted(set(old) | set(recipe))
+                             if old.get(k) != recipe.get(k))
+            raise ConfigError(f"{run_dir / name}: made from something else than this config asks for ({diff}); "
+                              f"use another --out, or delete {name} to make it again")
+
+
 def prepare_run(cfg: ExperimentConfig, run_dir: str | Path) -> Path:
-    """Create the run folder with ``config.yaml``, ``tokenizer/`` and ``cmvn.json`` (kept if present)."""
+    """Create the run folder with ``config.yaml``, ``tokenizer/`` and ``cmvn.json`` (kept if present and
+    made from what ``cfg`` asks for, else :class:`ConfigError`)."""
     run_dir = Path(run_dir)
+    wanted = {TOKENIZER_DIR: tokenizer_recipe(cfg), CMVN_FILE: cmvn_recipe(cfg)}
+    check_artefacts(run_dir, wanted)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / CONFIG_FILE)
     if not (run_dir / TOKENIZER_DIR / "tokenizer.json").is_file():
         make_tokenizer(cfg, run_dir / TOKENIZER_DIR)
+        _record(run_dir, TOKENIZER_DIR, wanted[TOKENIZER_DIR])
     if not (run_dir / CMVN_FILE).is_file():
         make_cmvn(cfg, run_dir)
+        _record(run_dir, CMVN_FILE, wanted[CMVN_FILE])
     return run_dir
