@@ -48,21 +48,39 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temp file in the same folder, fsync, then ``os.replace`` onto ``path``.
 
     A crash at any point leaves either the previous file or the new one under ``path``, never a
-    partial file; the temp file is removed on failure.
+    partial file; the temp file is removed on failure, and one left by a killed process is removed by
+    the next save of the same file. The file gets the mode the umask gives new files (e.g. 0644).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temps(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def remove_stale_temps(folder: str | Path, name: str = "*.pt") -> list[Path]:
+    """Delete the temp files (``.<name>.<random>.tmp``) that a killed :func:`save_atomic` left in ``folder``;
+    returns them. Only one process saves into a run folder, so any such file is an orphan."""
+    stale = sorted(Path(folder).glob(f".{name}.*.tmp"))
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:

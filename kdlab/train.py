@@ -25,6 +25,7 @@ from kdlab.checkpoint import (
     epoch_checkpoints,
     load_checkpoint,
     prune_checkpoints,
+    remove_stale_temps,
     rng_state,
     save_atomic,
     set_rng_state,
@@ -180,6 +181,7 @@ def _fit(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, resume: bool,
     start = _resume_point(run_dir, resume)
     if rt.is_main:
         prepare_run(cfg, run_dir)
+        remove_stale_temps(run_dir)  # left by a save that a kill interrupted
     _barrier(rt)
     tokenizer, cmvn = load_tokenizer(run_dir / TOKENIZER_DIR), GlobalCMVN.load(run_dir / CMVN_FILE)
     data = usable_data(cfg, run_dir, tokenizer, main=rt.is_main)

@@ -34,6 +34,29 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["epoch-1.pt"]  # no temp file left behind
 
 
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_save_honours_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    old = os.umask(umask)
+    try:
+        save_atomic(_ckpt(1.0), tmp_path / "epoch-1.pt")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "epoch-1.pt").stat().st_mode & 0o777 == mode
+
+
+def test_next_save_removes_orphan_temp_files(tmp_path: Path) -> None:
+    """A kill during save_atomic leaves '.epoch-1.pt.<random>.tmp'; the next save of that file removes it."""
+    orphan = tmp_path / ".epoch-1.pt.k1ll3d.tmp"
+    orphan.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".avg-5.pt.abc.tmp"
+    other.write_bytes(b"half an average")
+    save_atomic(_ckpt(1.0), tmp_path / "epoch-1.pt")
+    assert not orphan.exists() and other.exists()  # another file's temp is left to its own next save
+    from kdlab.checkpoint import remove_stale_temps
+
+    assert remove_stale_temps(tmp_path) == [other] and sorted(p.name for p in tmp_path.iterdir()) == ["epoch-1.pt"]
+
+
 def test_crash_during_save_keeps_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "epoch-1.pt"
     save_atomic(_ckpt(1.0), path)

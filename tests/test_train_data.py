@@ -150,4 +150,7 @@ def test_run_folder_refuses_artefacts_made_from_another_config(tiny_corpus_en: P
     err = capsys.readouterr().err
     assert "tokenizer: made from something else" in err and "kind: char → bpe" in err
     assert "tokenizer: char" in (tmp_path / "run" / "config.yaml").read_text()  # config.yaml left as it was
-    assert main(run) == 0  # the same config again reuses them
+    orphan = tmp_path / "run" / ".epoch-1.pt.k1ll3d.tmp"  # left by a kill during a save
+    orphan.write_bytes(b"half a checkpoint")
+    assert main(run) == 0  # the same config again reuses them, and the start removes the orphan
+    assert not orphan.exists()
