@@ -7,6 +7,7 @@ A checkpoint is a plain dict of tensors, dicts, lists, numbers and strings, so t
     epoch      int                    step        optimiser steps so far
     rng        dict of tensors        config      the ExperimentConfig as a dict
     kind       "ar" | "maskctc"       vocab_size  int
+    tokenizer_sha256  the fingerprint of the run's tokenizer (checked wherever the checkpoint meets one)
 
 Run folder layout: ``config.yaml``, ``tokenizer/``, ``cmvn.json``, ``epoch-N.pt``, ``avg-N.pt``,
 ``metrics.csv``.
@@ -210,7 +211,8 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     except CheckpointError as err:
         raise CheckpointError(f"{err} ({', '.join(str(p) for p in paths)})") from None
     last = ckpts[-1]
-    result = {k: last[k] for k in ("epoch", "step", "config", "kind", "vocab_size") if k in last}
+    result = {k: last[k] for k in ("epoch", "step", "config", "kind", "vocab_size", "tokenizer_sha256")
+              if k in last}
     result["model"] = model
     result["averaged"] = [str(Path(p).name) for p in paths]
     save_atomic(result, out)
@@ -225,6 +227,20 @@ def average_run(run_dir: str | Path, n: int = 5) -> Path:
     if len(paths) < n:
         raise CheckpointError(f"{run_dir}: asked to average {n} checkpoints but the run has {len(paths)}")
     return average_checkpoints(paths[-n:], Path(run_dir) / f"avg-{n}.pt")
+
+
+def check_tokenizer(ckpt: dict, tokenizer: Any, path: str | Path, tokenizer_dir: str | Path) -> None:
+    """A checkpoint that records its tokenizer's fingerprint must meet that very tokenizer (one of the same
+    size but other pieces would silently give garbage); older checkpoints without one are let through."""
+    saved = ckpt.get("tokenizer_sha256")
+    if saved is None:
+        return
+    from kdlab.data.tokenizer import tokenizer_sha256
+
+    have = tokenizer_sha256(tokenizer)
+    if saved != have:
+        raise CheckpointError(f"{path}: made with another tokenizer than {tokenizer_dir} (fingerprint "
+                              f"{saved[:12]}… vs {have[:12]}…); use the tokenizer of the run that trained it")
 
 
 def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple:
@@ -251,6 +267,7 @@ def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "c
     tokenizer = load_tokenizer(run_dir / "tokenizer")
     cmvn = GlobalCMVN.load(run_dir / "cmvn.json")
     ckpt = load_checkpoint(path, map_location=device)
+    check_tokenizer(ckpt, tokenizer, path, run_dir / "tokenizer")
     model = build_model(resolve_model_config(exp_cfg.model), tokenizer.vocab_size, exp_cfg.model.kind)
     try:
         model.load_state_dict(ckpt["model"])

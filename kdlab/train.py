@@ -22,6 +22,7 @@ import torch
 from kdlab.checkpoint import (
     CheckpointError,
     average_run,
+    check_tokenizer,
     epoch_checkpoints,
     load_checkpoint,
     prune_checkpoints,
@@ -72,7 +73,11 @@ def build_state(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, vocab_size: i
     seed_everything(cfg.train.seed)  # same initial weights on every rank
     module = build_model(resolve_model_config(cfg.model), vocab_size, cfg.model.kind).to(rt.device)
     if cfg.train.init_from:
-        module.load_state_dict(load_checkpoint(cfg.train.init_from)["model"])
+        from kdlab.data.tokenizer import load_tokenizer
+
+        init = load_checkpoint(cfg.train.init_from)
+        check_tokenizer(init, load_tokenizer(run_dir / TOKENIZER_DIR), cfg.train.init_from, run_dir / TOKENIZER_DIR)
+        module.load_state_dict(init["model"])
     model = module
     if rt.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -116,8 +121,10 @@ def _gather_rng(rt: Runtime) -> list:
     return gathered
 
 
-def save_epoch(state: TrainState, cfg: ExperimentConfig, run_dir: Path, epoch: int, vocab_size: int) -> None:
-    """Write ``epoch-<epoch>.pt`` (rank 0) holding everything ``--resume`` needs."""
+def save_epoch(state: TrainState, cfg: ExperimentConfig, run_dir: Path, epoch: int, vocab_size: int,
+               tokenizer_sha256: str) -> None:
+    """Write ``epoch-<epoch>.pt`` (rank 0) holding everything ``--resume`` needs and the tokenizer's
+    fingerprint."""
     rngs = _gather_rng(state.rt)
     if not state.rt.is_main:
         return
@@ -126,6 +133,7 @@ def save_epoch(state: TrainState, cfg: ExperimentConfig, run_dir: Path, epoch: i
         "scheduler": state.scheduler.state_dict(), "scaler": state.scaler.state_dict(),
         "epoch": epoch, "step": state.step, "bad_in_row": state.bad_in_row, "rng": rngs,
         "config": to_dict(cfg), "kind": cfg.model.kind, "vocab_size": vocab_size,
+        "tokenizer_sha256": tokenizer_sha256,
     }
     if hasattr(state.distiller, "state_dict"):  # e.g. the RNG of the distiller's own random choices
         ckpt["distiller"] = state.distiller.state_dict()
@@ -175,7 +183,7 @@ def fit(cfg: ExperimentConfig, run_dir: str | Path, resume: bool = False,
 def _fit(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, resume: bool,
          on_epoch_end: EpochHook | None) -> dict:
     from kdlab.data.features import GlobalCMVN
-    from kdlab.data.tokenizer import load_tokenizer
+    from kdlab.data.tokenizer import load_tokenizer, tokenizer_sha256
 
     set_deterministic(cfg.train.deterministic)
     start = _resume_point(run_dir, resume)
@@ -184,6 +192,7 @@ def _fit(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, resume: bool,
         remove_stale_temps(run_dir)  # left by a save that a kill interrupted
     _barrier(rt)
     tokenizer, cmvn = load_tokenizer(run_dir / TOKENIZER_DIR), GlobalCMVN.load(run_dir / CMVN_FILE)
+    fingerprint = tokenizer_sha256(tokenizer)
     data = usable_data(cfg, run_dir, tokenizer, main=rt.is_main)
     state = build_state(cfg, run_dir, rt, tokenizer.vocab_size, data["train"])
     if start is None:
@@ -208,7 +217,7 @@ def _fit(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, resume: bool,
         state.logger.log("epoch", epoch, state.step, result)
         if rt.is_main:
             print(epoch_line(epoch, cfg.train.epochs, result), flush=True)
-        save_epoch(state, cfg, run_dir, epoch, tokenizer.vocab_size)
+        save_epoch(state, cfg, run_dir, epoch, tokenizer.vocab_size, fingerprint)
         _barrier(rt)
         if on_epoch_end is not None:
             on_epoch_end(epoch, state, result)

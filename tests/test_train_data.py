@@ -154,3 +154,38 @@ def test_run_folder_refuses_artefacts_made_from_another_config(tiny_corpus_en: P
     orphan.write_bytes(b"half a checkpoint")
     assert main(run) == 0  # the same config again reuses them, and the start removes the orphan
     assert not orphan.exists()
+
+
+def test_checkpoints_carry_the_tokenizer_fingerprint(tiny_corpus_en: Path, tmp_path: Path, capsys) -> None:
+    """A checkpoint meeting another tokenizer of the same size (decode, align, KD teacher, init_from) is
+    refused instead of giving garbage."""
+    from kdlab.checkpoint import CheckpointError, load_checkpoint, load_model_from_checkpoint
+    from kdlab.cli import main
+    from kdlab.config import save_config
+    from kdlab.data.tokenizer import CharTokenizer, load_tokenizer, tokenizer_sha256
+
+    save_config(cfg_for(tiny_corpus_en, tmp_path / "cache"), tmp_path / "c.yaml")
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--out", str(run)]) == 0
+    own = load_tokenizer(run / "tokenizer")
+    for name in ("epoch-1.pt", "avg-1.pt"):
+        assert load_checkpoint(run / name)["tokenizer_sha256"] == tokenizer_sha256(own)
+    swapped = tmp_path / "swapped"  # the same run folder with the same characters in another order
+    shutil.copytree(run, swapped)
+    shutil.rmtree(swapped / "tokenizer")
+    other = CharTokenizer(list(reversed(own.chars)), lang=own.lang)
+    other.save(swapped / "tokenizer")
+    assert other.vocab_size == own.vocab_size
+    capsys.readouterr()
+    ckpt = str(swapped / "avg-1.pt")
+    assert main(["decode", "--ckpt", ckpt, "--set", "dev", "--out", str(tmp_path / "dec")]) == 2
+    assert "made with another tokenizer" in capsys.readouterr().err
+    utt = read_manifest(tiny_corpus_en / "dev.jsonl")[0]["id"]
+    assert main(["align", "--ckpt", ckpt, "--set", "dev", "--utt", utt]) == 2
+    assert "made with another tokenizer" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="made with another tokenizer"):  # how a KD teacher is loaded
+        load_model_from_checkpoint(ckpt)
+    assert main(["decode", "--ckpt", str(run / "avg-1.pt"), "--set", "dev", "--out", str(tmp_path / "d")]) == 0
+    init = ["--set", f"data.tokenizer_from={swapped}", "--set", f"train.init_from={run / 'avg-1.pt'}"]
+    assert main(["train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "init"), *init]) == 2
+    assert "made with another tokenizer" in capsys.readouterr().err

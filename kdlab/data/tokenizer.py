@@ -227,3 +227,32 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
     if tok.vocab_size != cfg["vocab_size"]:
         raise ValueError(f"{cfg_path}: vocab_size {cfg['vocab_size']} != loaded {tok.vocab_size}")
     return tok
+
+
+# ----------------------------------------------------------------------------- identity
+
+
+def sha256_dir(folder: str | Path) -> str:
+    """Hex sha256 over a folder's files (relative names and bytes, sorted): a saved tokenizer's identity."""
+    import hashlib
+
+    from kdlab.checkpoint import sha256_file
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: tokenizer folder not found")
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        h.update(sha256_file(path).encode() + b"\0")
+    return h.hexdigest()
+
+
+def tokenizer_sha256(tokenizer: Tokenizer) -> str:
+    """Fingerprint of a tokenizer object: the hash of the files its ``save(dir)`` writes (checkpoints and
+    N-best caches record it, so that they only ever meet the tokenizer they were made with)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save(tmp)
+        return sha256_dir(tmp)

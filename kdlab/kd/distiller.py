@@ -12,7 +12,9 @@ from typing import Any, Callable
 
 import torch
 
+from kdlab.checkpoint import sha256_file
 from kdlab.config import ConfigError
+from kdlab.data.tokenizer import sha256_dir
 from kdlab.kd.config import KDConfig
 from kdlab.kd.losses import (
     dec_frame_kd,
@@ -29,8 +31,6 @@ from kdlab.kd.teacher import (
     NBestCache,
     build_or_load_nbest,
     make_nbest_batch,
-    sha256_dir,
-    sha256_file,
     teacher_posteriors,
 )
 

@@ -18,7 +18,6 @@ On reuse the teacher checkpoint's sha256 and the tokenizer's hash must match.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -28,8 +27,8 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from kdlab.checkpoint import sha256_file
-from kdlab.data.tokenizer import IGNORE_ID
+from kdlab.checkpoint import sha256_file  # noqa: F401 (re-exported)
+from kdlab.data.tokenizer import IGNORE_ID, sha256_dir, tokenizer_sha256  # noqa: F401 (re-exported)
 from kdlab.errors import UserError
 from kdlab.models.ar import add_sos_eos
 
@@ -39,28 +38,6 @@ Entries = dict[str, list[tuple[list[int], float]]]
 
 class NBestCacheMismatch(UserError, ValueError):
     """A cached N-best list was made by another teacher, tokenizer or search setting."""
-
-
-# ----------------------------------------------------------------------------- identities
-
-
-def sha256_dir(folder: str | Path) -> str:
-    """Hex sha256 over a folder's files (relative names and bytes, sorted): a saved tokenizer's identity."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: tokenizer folder not found")
-    h = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        h.update(sha256_file(path).encode() + b"\0")
-    return h.hexdigest()
-
-
-def tokenizer_sha256(tokenizer: Any) -> str:
-    """Identity of a tokenizer object: the hash of the files its ``save(dir)`` writes."""
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer.save(tmp)
-        return sha256_dir(tmp)
 
 
 # ----------------------------------------------------------------------------- the cache
