@@ -105,6 +105,10 @@ def test_decode_command_errors(workspace: Path, capsys: pytest.CaptureFixture):
     assert "AR model" in capsys.readouterr().err
     assert cli(["decode", "--ckpt", ckpt, "--set", str(workspace / "nope.jsonl"), "--out", "x"]) == 2
     assert "nope.jsonl" in capsys.readouterr().err
+    for empty in ("", " , "):  # nothing to decode is an error, and no result files are written
+        out = workspace / f"empty{len(empty)}"
+        assert cli(["decode", "--ckpt", ckpt, "--methods", empty, "--out", str(out)]) == 2
+        assert "no decoding method given" in capsys.readouterr().err and not out.exists()
 
 
 def test_align_command(workspace: Path, capsys: pytest.CaptureFixture):

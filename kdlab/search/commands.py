@@ -39,6 +39,7 @@ def run_decode(args: argparse.Namespace) -> dict[str, dict]:
     import torch
 
     from kdlab.checkpoint import load_model_from_checkpoint
+    from kdlab.config import ConfigError
     from kdlab.metrics import error_rate
     from kdlab.results import format_summary, write_results
     from kdlab.search.decode import check_methods, decode
@@ -47,6 +48,8 @@ def run_decode(args: argparse.Namespace) -> dict[str, dict]:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise ConfigError(f"--methods {args.methods!r}: no decoding method given (e.g. ctc_greedy,maskctc_beam10)")
     model, tokenizer, cmvn, exp_cfg = load_model_from_checkpoint(args.ckpt, device=args.device)
     check_methods(model, methods)
     records = load_records(resolve_set(args.set, exp_cfg), limit=args.limit)
