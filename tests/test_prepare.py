@@ -182,7 +182,7 @@ def test_cli_prepare_and_check(tmp_path, capsys):
     assert cli_main(["data", "check", str(tmp_path / "m" / "dev.jsonl")]) == 0
     assert "kept 2" in capsys.readouterr().out
     assert cli_main(["data", "prepare", "aishell", str(tmp_path), "--out", str(tmp_path / "a")]) == 2
-    assert "transcript file not found" in capsys.readouterr().out
+    assert "transcript file not found" in capsys.readouterr().err
 
 
 def test_non_utf8_transcripts_name_file_and_line(tmp_path, capsys):
@@ -193,7 +193,7 @@ def test_non_utf8_transcripts_name_file_and_line(tmp_path, capsys):
     with pytest.raises(PrepareError, match=r"text:2: not valid UTF-8"):
         prepare_kaldi(data, tmp_path / "out" / "dev.jsonl")
     assert cli_main(["data", "prepare", "kaldi", str(data), "--out", str(tmp_path / "o.jsonl")]) == 2
-    out = capsys.readouterr().out.strip()
+    out = capsys.readouterr().err.strip()
     assert out.endswith("text:2: not valid UTF-8 (invalid continuation byte at byte 10 of the line: "
                         "b'spk2-b CAF\\xc9 NIGHT'); re-encode the file as UTF-8") and "\n" not in out
     chapter = tmp_path / "LibriSpeech" / "dev-clean" / "1" / "2"
@@ -209,4 +209,4 @@ def test_non_utf8_transcripts_name_file_and_line(tmp_path, capsys):
     with pytest.raises(ManifestError, match=r"m.jsonl:2: not valid UTF-8"):
         read_manifest(manifest)
     assert cli_main(["data", "check", str(manifest)]) == 2
-    assert "m.jsonl:2: not valid UTF-8" in capsys.readouterr().out
+    assert "m.jsonl:2: not valid UTF-8" in capsys.readouterr().err

@@ -121,12 +121,16 @@ def test_user_errors_are_one_line_with_exit_code_2(bad_corpus: Path, tiny_corpus
                    "kdlab train: error: missing.jsonl: manifest not found")
     one_line_error(["train", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "r2"), "--strict"],
                    "unusable utterance(s)")
+    nan_cmvn = tmp_path / "nan-cmvn.json"
+    nan_cmvn.write_text(json.dumps({"mean": [float("nan")] * 80, "std": [1.0] * 80}))
+    one_line_error(train + ["--out", str(tmp_path / "r4"), "--set", f"data.cmvn_from={nan_cmvn}"],
+                   "nan-cmvn.json: not a CMVN file (CMVN mean/std are not finite")
     assert main(train + ["--out", str(tmp_path / "teacher")]) == 0
     other = tmp_path / "other-tokenizer"
     texts = [r["text"] for r in read_manifest(tiny_corpus_en / "train.jsonl")]
     CharTokenizer.train(texts + ["7"], lang="en").save(other)  # one character more than the teacher's
-    kd = ["--set", "model.kind=maskctc", "--set", "kd.enabled=true", "--set", f"kd.teacher={tmp_path / 'teacher' / 'avg-1.pt'}",
-          "--set", f"data.tokenizer_from={other}", "--set", f"data.cmvn_from={tmp_path / 'teacher'}"]
+    kd = ["--set", "model.kind=maskctc", "--set", "kd.enabled=true",
+          "--set", f"kd.teacher={tmp_path / 'teacher' / 'avg-1.pt'}", "--set", f"data.tokenizer_from={other}", "--set", f"data.cmvn_from={tmp_path / 'teacher'}"]
     one_line_error(train + ["--out", str(tmp_path / "student"), *kd], "the student's tokenizer differs")
     with pytest.raises(ManifestError):
         main(["--debug", *train, "--out", str(tmp_path / "r3"), "--set", "data.train=missing.jsonl"])

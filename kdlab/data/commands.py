@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 DEFAULT_OUT = "data/cache/corpora/mini-{lang}"
@@ -92,5 +93,5 @@ def main(args: argparse.Namespace) -> int:
     try:
         return handlers[args.data_command](args)
     except (AudioError, ManifestError, PrepareError) as err:
-        print(f"kdlab data {args.data_command}: error: {err}")
+        print(f"kdlab data {args.data_command}: error: {err}", file=sys.stderr)
         return 2

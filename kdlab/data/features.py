@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from kdlab.errors import UserError
+
 SAMPLE_RATE = 16000
 SPEEDS = (0.9, 1.0, 1.1)
 
@@ -81,6 +83,10 @@ def speed_perturb(wave: torch.Tensor, factor: float, sample_rate: int = SAMPLE_R
     return out.squeeze(0)
 
 
+class CMVNError(UserError, ValueError):
+    """CMVN statistics that cannot be used (not finite, not positive, not a CMVN file)."""
+
+
 class GlobalCMVN:
     """Global cepstral mean and variance normalisation, fitted on the training split."""
 
@@ -88,9 +94,9 @@ class GlobalCMVN:
         if mean.shape != std.shape or mean.dim() != 1:
             raise ValueError(f"mean {tuple(mean.shape)} and std {tuple(std.shape)} must be equal (D,) shapes")
         if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
-            raise ValueError("CMVN mean/std are not finite (the features it was fitted on were not)")
+            raise CMVNError("CMVN mean/std are not finite (the features it was fitted on were not)")
         if (std <= 0).any():
-            raise ValueError("CMVN std must be positive")
+            raise CMVNError("CMVN std must be positive")
         self.mean, self.std, self.count = mean.float(), std.float(), count
 
     @classmethod
@@ -131,7 +137,7 @@ class GlobalCMVN:
             data = json.loads(Path(path).read_text())
             return cls(torch.tensor(data["mean"]), torch.tensor(data["std"]), int(data.get("count", 0)))
         except (KeyError, TypeError, ValueError) as err:  # incl. JSONDecodeError, non-finite statistics
-            raise ValueError(f"{path}: not a CMVN file ({err})") from err
+            raise CMVNError(f"{path}: not a CMVN file ({err})") from err
 
 
 @dataclass

@@ -94,8 +94,11 @@ def make_tokenizer(cfg: ExperimentConfig, out_dir: Path) -> None:
 def make_cmvn(cfg: ExperimentConfig, run_dir: Path) -> None:
     """Copy or fit the global CMVN (fit on the usable training utterances' fbank features, no augmentation;
     audio that fails to decode is left out and counted in the run's data report, unless ``data.strict``)."""
+    from kdlab.data.features import GlobalCMVN
+
     src = cmvn_source(cfg)
     if src is not None:
+        GlobalCMVN.load(src)  # a file that is not a usable CMVN is refused before it enters the run
         shutil.copyfile(src, run_dir / CMVN_FILE)
         return
     from kdlab.data.dataset import fit_cmvn
