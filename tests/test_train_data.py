@@ -130,7 +130,8 @@ def test_user_errors_are_one_line_with_exit_code_2(bad_corpus: Path, tiny_corpus
     texts = [r["text"] for r in read_manifest(tiny_corpus_en / "train.jsonl")]
     CharTokenizer.train(texts + ["7"], lang="en").save(other)  # one character more than the teacher's
     kd = ["--set", "model.kind=maskctc", "--set", "kd.enabled=true",
-          "--set", f"kd.teacher={tmp_path / 'teacher' / 'avg-1.pt'}", "--set", f"data.tokenizer_from={other}", "--set", f"data.cmvn_from={tmp_path / 'teacher'}"]
+          "--set", f"kd.teacher={tmp_path / 'teacher' / 'avg-1.pt'}", "--set", f"data.tokenizer_from={other}",
+          "--set", f"data.cmvn_from={tmp_path / 'teacher'}"]
     one_line_error(train + ["--out", str(tmp_path / "student"), *kd], "the student's tokenizer differs")
     with pytest.raises(ManifestError):
         main(["--debug", *train, "--out", str(tmp_path / "r3"), "--set", "data.train=missing.jsonl"])
