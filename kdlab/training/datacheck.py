@@ -11,6 +11,7 @@ folder too. With ``data.strict`` any unusable utterance is an error instead.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,11 @@ def load_report(run_dir: Path) -> dict[str, SkipReport]:
 
 
 def save_report(run_dir: Path, reports: dict[str, SkipReport]) -> None:
+    """Write the report atomically (other DDP ranks may be reading the previous one)."""
     data = {split: report.to_dict() for split, report in reports.items()}
-    (run_dir / DATA_REPORT).write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp = run_dir / f".{DATA_REPORT}.tmp"
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, run_dir / DATA_REPORT)
 
 
 def merge(report: SkipReport, skips: list[dict]) -> list[dict]:
