@@ -58,7 +58,7 @@ def run_decode(args: argparse.Namespace) -> dict[str, dict]:
     audio = 0.0
     for batch in make_batches(records, tokenizer, cmvn, args.max_frames):
         out = decode(model, batch, methods, timings=timings, beam=args.beam, ctc_weight=args.ctc_weight,
-                     end_rule=args.end_rule, p_thr=args.p_thr, K=args.K)
+                     end_rule=getattr(args, "end_rule", "beam"), p_thr=args.p_thr, K=args.K)
         ids += batch["ids"]
         refs += batch["texts"]
         audio += audio_seconds(batch)
