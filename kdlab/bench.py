@@ -1,9 +1,10 @@
 """``kdlab bench decode|train``: decoding speed ratios / RTF (paper Sec. 4.3, Table 3), training throughput.
 
 ``bench decode`` runs on one CPU thread with batch size 1 over the same utterances: the Mask-CTC encoder
-forward, Mask-CTC greedy, Mask-CTC beam 1/5/10 and the AR joint CTC/attention beam 10 (each timed as a full
-decode: encoder + search). It prints the ratios maskctc_greedy/encoder (goal <= 1.3),
-maskctc_beam10/beam1 (goal <= 1.25) and ar_beam10/maskctc_greedy (paper ≈ 11×), the RTF of every method,
+forward, Mask-CTC greedy, Mask-CTC beam 1/5/10 and the AR joint CTC/attention beam 10 under both end rules
+(each timed as a full decode: encoder + search). It prints the ratios maskctc_greedy/encoder (goal <= 1.3),
+maskctc_beam10/beam1 (goal <= 1.25), ar_beam10/maskctc_greedy (paper ≈ 11×; the default "beam" end rule)
+and the AR search's exact / beam end-rule time, the RTF of every method,
 and the batched throughput (seconds of audio decoded per second). Times are process CPU time by default
 (``--clock cpu``: robust when other jobs share the machine; with one thread it equals the busy time).
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 NAR_METHODS = ("maskctc_greedy", "maskctc_beam1", "maskctc_beam5", "maskctc_beam10")
 AR_METHOD = "attention_beam10"
+AR_EXACT = "attention_beam10_exact"  # the same search with the "exact" end rule (kdlab.search.attention)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +75,7 @@ def time_batch1(nar: Any, ar: Any, nar_batches: list[dict], ar_batches: list[dic
     jobs = {"encoder": lambda b, _: encoder(b)}
     jobs.update({m: (lambda b, _, m=m: decode(nar, b, [m])) for m in NAR_METHODS})
     jobs[AR_METHOD] = lambda _, a: decode(ar, a, [AR_METHOD])
+    jobs[AR_EXACT] = lambda _, a: decode(ar, a, [AR_METHOD], end_rule="exact")
     totals = dict.fromkeys(jobs, 0.0)
     for job in jobs.values():  # warm-up
         job(nar_batches[0], ar_batches[0])
@@ -121,6 +124,7 @@ def bench_decode(args: argparse.Namespace) -> dict:
         "maskctc_greedy_over_encoder": totals["maskctc_greedy"] / totals["encoder"],
         "maskctc_beam10_over_beam1": totals["maskctc_beam10"] / totals["maskctc_beam1"],
         "ar_beam10_over_maskctc_greedy": totals[AR_METHOD] / totals["maskctc_greedy"],
+        "ar_exact_over_beam_rule": totals[AR_EXACT] / totals[AR_METHOD],
         "rtf": {m: s / audio for m, s in totals.items()},
         "batched_x_realtime": thr,
     }
@@ -132,6 +136,7 @@ def print_decode(res: dict) -> None:
     print(f"maskctc_greedy / encoder        {res['maskctc_greedy_over_encoder']:.3f}  (goal <= 1.3)")
     print(f"maskctc_beam10 / maskctc_beam1  {res['maskctc_beam10_over_beam1']:.3f}  (goal <= 1.25)")
     print(f"ar_beam10 / maskctc_greedy      {res['ar_beam10_over_maskctc_greedy']:.2f}  (paper ≈ 11)")
+    print(f"ar_beam10 exact / beam end rule {res['ar_exact_over_beam_rule']:.2f}")
     for m, rtf in res["rtf"].items():
         print(f"RTF {m:<18} {rtf:.4f}")
     for m, x in res["batched_x_realtime"].items():

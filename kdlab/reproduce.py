@@ -124,7 +124,8 @@ def run(preset, root: Path, data_root: Path | None, cache: Path, jobs: int | Non
     names = st.model_names(preset)
     meta = {"preset": preset.name, "corpus": str(corpus), "machine": f"{platform.machine()} {os.cpu_count()} cores",
             "jobs": jobs, "wall_min_this_call": round(timing["total_s"] / 60, 1),
-            "train_min": round(sum(train_seconds(root / n) for n in names) / 60, 1)}
+            "train_min": round(sum(train_seconds(root / n) for n in names) / 60, 1),
+            "ar_end_rule": ev.END_RULE}
     report = rep.Report(rep.table1_records(preset, res["params"], res["t1"]),
                         rep.table3_records(preset, res["params"], res["t3"]),
                         rep.diagnostics_records(preset, res["params"], res["diag"]), ev.set_labels(splits),

@@ -23,6 +23,7 @@ from kdlab.reproduce_stages import CRITERIA, TEACHER, StudentRun, checkpoint_of,
 EVAL_SPLITS = ("dev", "test", "dev-other", "test-other")  # in this order when the corpus has them
 MASK_SHARE_FILE = "mask_share.json"
 P_THR = 0.99  # Mask-CTC confidence threshold (paper)
+END_RULE = "beam"  # AR joint beam search: <eos> competes for the beam (ESPnet's rule, the paper's toolkit)
 DECODE_COST = 0.05  # per method, relative to an epoch of the same model: orders the scheduler's jobs
 DIAGNOSTIC = "ctc_greedy"  # decoded beside every Table-1 method: the CTC branch alone, for analysis
 
@@ -50,8 +51,8 @@ def decode_once(ckpt: Path, set_name: str, methods: list[str], out: Path, thread
     from kdlab.search.commands import run_decode
 
     args = argparse.Namespace(ckpt=str(ckpt), methods=",".join(missing), set=set_name, out=str(out), beam=10,
-                              ctc_weight=0.3, p_thr=P_THR, K=2, max_frames=max_frames, limit=limit,
-                              threads=threads, device="cpu")
+                              ctc_weight=0.3, end_rule=END_RULE, p_thr=P_THR, K=2, max_frames=max_frames,
+                              limit=limit, threads=threads, device="cpu")
     before = torch.get_num_threads()
     try:
         summary = run_decode(args)

@@ -179,8 +179,8 @@ def report_markdown(preset: ReproducePreset, report: Report) -> str:
     parts = [f"# kdlab reproduce — {preset.name}", meta_line(report.meta)]
     for group in set_groups(report.labels):
         names = " / ".join(report.labels[x] for x in group)
-        parts += [f"## Table 1 analogue, {names} ({metric} %, AR: joint CTC/attention beam 10; NAR: Mask-CTC "
-                  f"beam 10; rel. = relative reduction vs L_jca)",
+        parts += [f"## Table 1 analogue, {names} ({metric} %, AR: joint CTC/attention beam 10, end rule "
+                  f"{report.meta.get('ar_end_rule', '?')}; NAR: Mask-CTC beam 10; rel. = relative reduction vs L_jca)",
                   table1_markdown(report.t1_rows, group, report.labels)]
     parts += [f"## Table 3 analogue (Mask-CTC beams of the ++S-KD students; RTF on one CPU thread, batch 1, "
               f"{report.labels['test']})", table3_markdown(report.t3_rows, metric, report.labels),

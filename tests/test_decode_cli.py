@@ -129,8 +129,21 @@ def test_bench_decode_json(workspace: Path, capsys: pytest.CaptureFixture):
               str(workspace / "maskctc" / "epoch-1.pt"), "--n", "2", "--json", str(js)])
     assert rc == 0
     res = json.loads(js.read_text())
-    for key in ("maskctc_greedy_over_encoder", "maskctc_beam10_over_beam1", "ar_beam10_over_maskctc_greedy"):
+    for key in ("maskctc_greedy_over_encoder", "maskctc_beam10_over_beam1", "ar_beam10_over_maskctc_greedy",
+                "ar_exact_over_beam_rule"):
         assert res[key] > 0
-    assert set(res["rtf"]) >= {"encoder", "maskctc_greedy", "maskctc_beam10", "attention_beam10"}
+    assert set(res["rtf"]) >= {"encoder", "maskctc_greedy", "maskctc_beam10", "attention_beam10",
+                               "attention_beam10_exact"}
     assert "maskctc_beam10 / maskctc_beam1" in capsys.readouterr().out
     assert res["threads"] == 1 and torch.get_num_threads() == threads  # restored afterwards
+
+
+def test_decode_end_rule_option(workspace: Path, capsys: pytest.CaptureFixture):
+    ckpt = str(workspace / "ar" / "epoch-1.pt")
+    for rule in ("beam", "exact"):
+        assert cli(["decode", "--ckpt", ckpt, "--methods", "attention_beam3", "--end-rule", rule, "--limit", "2",
+                    "--out", str(workspace / f"dec-{rule}")]) == 0
+        assert (workspace / f"dec-{rule}" / "recogs-attention_beam3.txt").read_text().count("ref=") == 2
+    with pytest.raises(SystemExit):
+        cli(["decode", "--ckpt", ckpt, "--end-rule", "espnet", "--out", str(workspace / "dec-x")])
+    assert "invalid choice" in capsys.readouterr().err

@@ -45,6 +45,18 @@ def test_cache_identity_mismatch_and_missing_id(tmp_path):
         cache.lookup("utt-9")
 
 
+def test_cache_records_the_end_rule_and_older_caches_read_as_exact(tmp_path):
+    path = small_cache().save(tmp_path / "nbest.jsonl")
+    assert json.loads(path.read_text().splitlines()[0])["end_rule"] == "beam"
+    lines = path.read_text().splitlines()
+    head = json.loads(lines[0])
+    del head["end_rule"]  # written before the end rule was recorded: searched with the exact rule
+    path.write_text("\n".join([json.dumps(head)] + lines[1:]) + "\n")
+    old = load_nbest_cache(path)
+    assert old.end_rule == "exact"
+    assert old.mismatches({"end_rule": "beam"}) == ["end_rule: cache has 'exact', expected 'beam'"]
+
+
 def test_cache_rejects_malformed_files(tmp_path):
     path = small_cache().save(tmp_path / "nbest.jsonl")
     lines = path.read_text().splitlines()

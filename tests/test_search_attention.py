@@ -1,6 +1,8 @@
-"""Joint CTC/attention beam search against brute force on a toy deterministic decoder."""
+"""Joint CTC/attention beam search on a toy deterministic decoder: the exact end rule against brute force,
+the default (ESPnet's) end rule against an independent step-by-step implementation of it."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -69,7 +71,7 @@ def test_large_beam_equals_brute_force(lam):
     ctc[:, :, MASK] = -30.0
     ctc = ctc.log_softmax(-1)
     lens = torch.tensor([T, 3])
-    found = joint_beam_search(ctc, lens, dec.step, beam=200, ctc_weight=lam, nbest=5)
+    found = joint_beam_search(ctc, lens, dec.step, beam=200, ctc_weight=lam, nbest=5, end_rule="exact")
     for u in range(2):
         exact = brute_force(dec, u, ctc[u, : lens[u]], lam, maxlen=int(lens[u]))[:5]
         assert [h.tokens for h in found[u]] == [y for _, y in exact]
@@ -163,3 +165,103 @@ def test_select_cache_and_errors():
         select_cache({"k": "x"}, torch.tensor([0]))
     with pytest.raises(ValueError, match="ctc_weight"):
         joint_beam_search(torch.zeros(1, 2, V), torch.tensor([2]), ToyDecoder(0).step, ctc_weight=1.5)
+
+
+def _logsumexp(xs: list[float]) -> float:
+    m = max(xs)
+    return m if m == float("-inf") else m + math.log(sum(math.exp(x - m) for x in xs))
+
+
+def ctc_prefix_score(logp: torch.Tensor, y: tuple[int, ...]) -> float:
+    """log psi(y), written independently of CTCPrefixScorer: the probability that the label sequence of a CTC
+    path starts with y = sum over frames t of the probability that y's last label is entered at t."""
+    if not y:
+        return 0.0
+    lp = logp.tolist()
+    ext = [BLANK]
+    for c in y:
+        ext += [c, BLANK]
+    last = len(ext) - 2  # state of y's last label
+    alpha = [float("-inf")] * len(ext)
+    alpha[0], alpha[1] = lp[0][BLANK], lp[0][ext[1]]
+    entered = [alpha[1]] if last == 1 else []
+    for t in range(1, len(lp)):
+        into = [alpha[last - 1]] + ([alpha[last - 2]] if last >= 3 and ext[last] != ext[last - 2] else [])
+        entered.append(_logsumexp(into) + lp[t][ext[last]])
+        alpha = [_logsumexp([alpha[s]] + ([alpha[s - 1]] if s else [])
+                            + ([alpha[s - 2]] if s >= 2 and ext[s] != BLANK and ext[s] != ext[s - 2] else []))
+                 + lp[t][ext[s]] for s in range(len(ext))]
+    return _logsumexp(entered)
+
+
+def beam_rule_reference(dec: ToyDecoder, u: int, logp: torch.Tensor, lam: float, B: int, nbest: int) -> list:
+    """ESPnet's rule, one hypothesis at a time: the B best of all expansions (the pre-beam of each running
+    hypothesis, <eos> included) survive; those ending in <eos> leave the beam; stop when none runs."""
+    P = min(int(1.5 * B) if lam > 0 else B, V - 2)
+    maxlen, running, ended, step = logp.shape[0], [((), 0.0)], [], 0
+    while running:
+        cands = []
+        for y, score in running:
+            att = dec.step(torch.tensor([[SOS_EOS, *y]]), torch.tensor([u]), None)[0][0].double().clone()
+            att[[BLANK, MASK]] = float("-inf")
+            if step == 0:
+                att[SOS_EOS] = float("-inf")
+            if step >= maxlen:
+                att[[c for c in range(V) if c != SOS_EOS]] = float("-inf")
+            for a, c in zip(*(x.tolist() for x in att.topk(P))):
+                ctc_new = ctc_score(logp, y) if c == SOS_EOS else ctc_prefix_score(logp, (*y, c))
+                inc = lam * (ctc_new - ctc_prefix_score(logp, y)) if lam > 0 else 0.0
+                if a > float("-inf") and inc > float("-inf"):
+                    cands.append((score + (1 - lam) * a + inc, y, c))
+        cands.sort(key=lambda x: -x[0])
+        running = []
+        for score, y, c in cands[:B]:
+            if c == SOS_EOS:
+                ended.append((score, list(y)))
+            else:
+                running.append(((*y, c), score))
+        step += 1
+    return sorted(ended, key=lambda e: -e[0])[:nbest]
+
+
+def test_reference_prefix_score_equals_the_sum_over_continuations():
+    torch.manual_seed(4)
+    logp = torch.randn(5, V, dtype=torch.float64).log_softmax(-1)
+    for y in ((4,), (4, 4), (5, 4, 6)):
+        total = sum(math.exp(ctc_score(logp, y + rest)) for n in range(0, 5 - len(y) + 1)
+                    for rest in itertools.product(range(1, V), repeat=n))
+        assert ctc_prefix_score(logp, y) == pytest.approx(math.log(total), abs=1e-9)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3])
+def test_default_end_rule_equals_the_step_by_step_beam_rule(lam):
+    for seed in range(6):
+        dec = ToyDecoder(seed=seed, n_utts=3)
+        torch.manual_seed(seed)
+        ctc = torch.randn(3, 5, V, dtype=torch.float64)
+        ctc[:, :, MASK] = -30.0
+        ctc = ctc.log_softmax(-1)
+        lens = torch.tensor([5, 3, 4])
+        found = joint_beam_search(ctc, lens, dec.step, beam=3, ctc_weight=lam, nbest=3)
+        for u in range(3):
+            ref = beam_rule_reference(dec, u, ctc[u, : lens[u]], lam, B=3, nbest=3)
+            assert [h.tokens for h in found[u]] == [y for _, y in ref], (seed, u)
+            assert [h.score for h in found[u]] == pytest.approx([s for s, _ in ref], abs=1e-6)
+
+
+def test_exact_rule_never_returns_a_lower_scoring_best():
+    differ = 0
+    for seed in range(20):
+        dec = ToyDecoder(seed=seed, n_utts=2)
+        dec.table[:, :, :, SOS_EOS] += 1.0  # a decoder keen to stop: the rules disagree more often
+        torch.manual_seed(seed)
+        ctc = torch.randn(2, 6, V).log_softmax(-1)
+        lens = torch.tensor([6, 5])
+        beam = joint_beam_search(ctc, lens, dec.step, beam=2, ctc_weight=0.3, nbest=1)
+        exact = joint_beam_search(ctc, lens, dec.step, beam=2, ctc_weight=0.3, nbest=1, end_rule="exact")
+        for b, e in zip(beam, exact, strict=True):
+            assert e[0].score >= b[0].score - 1e-9
+            differ += e[0].tokens != b[0].tokens
+    assert differ > 0  # the two rules are not the same search
+    with pytest.raises(ValueError, match="end_rule"):
+        joint_beam_search(ctc, lens, dec.step, end_rule="espnet")

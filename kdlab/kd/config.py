@@ -16,6 +16,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from kdlab.search.attention import END_RULES
+
 ON_MISMATCH = ("error", "recompute")
 ENC_FRAME_NORMS = ("utterance", "frame")
 
@@ -33,6 +35,7 @@ class KDConfig:
     nbest: int = 10                  # |Ω|, hypotheses kept per utterance (eq 8–9)
     beam: int = 10                   # teacher beam size for the N-best search
     ctc_weight: float = 0.3          # CTC weight in the teacher's joint CTC/attention search
+    end_rule: str = "beam"           # its end rule: "beam" (ESPnet's, <eos> competes) | "exact"
     nbest_cache: str = ""            # N-best cache file (JSON lines); "" → <run_dir>/nbest.jsonl
     on_mismatch: str = "error"       # cache built by another teacher/tokenizer: "error" | "recompute"
     enc_frame_norm: str = "utterance"  # eq 7: "utterance" (Σ_t, mean over utterances) | "frame" (frame mean)
@@ -54,6 +57,8 @@ class KDConfig:
             raise ValueError(f"KDConfig.nbest ({self.nbest}) cannot exceed KDConfig.beam ({self.beam})")
         if not 0.0 <= self.ctc_weight <= 1.0:
             raise ValueError(f"KDConfig.ctc_weight must be in [0, 1], got {self.ctc_weight}")
+        if self.end_rule not in END_RULES:
+            raise ValueError(f"KDConfig.end_rule must be one of {END_RULES}, got {self.end_rule!r}")
         if self.on_mismatch not in ON_MISMATCH:
             raise ValueError(f"KDConfig.on_mismatch must be one of {ON_MISMATCH}, got {self.on_mismatch!r}")
         if self.enc_frame_norm not in ENC_FRAME_NORMS:

@@ -206,7 +206,7 @@ def _nbest_cache(kd_cfg: KDConfig, run_dir: Path, train_manifest: Any, teacher: 
 
     teacher_path = resolve_checkpoint_path(kd_cfg.teacher)
     expected = NBestCache(sha256_file(teacher_path), sha256_dir(teacher_path.parent / "tokenizer"),
-                          kd_cfg.beam, kd_cfg.nbest, kd_cfg.ctc_weight)
+                          kd_cfg.beam, kd_cfg.nbest, kd_cfg.ctc_weight, kd_cfg.end_rule)
     loader = make_loader(train_manifest, tokenizer, t_cmvn, kd_cfg.nbest_max_frames, train=False,
                          shuffle=False)  # clean features: no SpecAugment, no speed perturbation
     ids = [rec["id"] for rec in loader.dataset.records]

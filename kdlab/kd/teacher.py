@@ -11,9 +11,10 @@ on clean features (teacher in eval mode, no SpecAugment, no speed perturbation) 
 speed-perturbed copies keep their id and reuse it.
 
 Cache format (JSON lines): a header line ``{"format": "kdlab-nbest-1", "teacher_sha256",
-"tokenizer_sha256", "beam", "nbest", "ctc_weight"}``, then one line per utterance
+"tokenizer_sha256", "beam", "nbest", "ctc_weight", "end_rule"}``, then one line per utterance
 ``{"id": ..., "hyps": [[tokens, log_score], ...]}``, best first (log_score = the joint search score).
-On reuse the teacher checkpoint's sha256 and the tokenizer's hash must match.
+On reuse the teacher checkpoint's sha256, the tokenizer's hash and the search settings must match (a cache
+without ``end_rule`` was searched with the "exact" rule).
 """
 
 from __future__ import annotations
@@ -52,12 +53,13 @@ class NBestCache:
     beam: int
     nbest: int
     ctc_weight: float
+    end_rule: str = "beam"  # of the joint beam search (kdlab.search.attention.END_RULES)
     entries: Entries = field(default_factory=dict)
 
     def header(self) -> dict[str, Any]:
         return {"format": CACHE_FORMAT, "teacher_sha256": self.teacher_sha256,
                 "tokenizer_sha256": self.tokenizer_sha256, "beam": self.beam, "nbest": self.nbest,
-                "ctc_weight": self.ctc_weight}
+                "ctc_weight": self.ctc_weight, "end_rule": self.end_rule}
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file + rename): a crash never leaves a half-written cache."""
@@ -105,7 +107,7 @@ def load_nbest_cache(path: str | Path) -> NBestCache:
     if not isinstance(head, dict) or head.get("format") != CACHE_FORMAT:
         raise ValueError(f"{path}:1: not a kdlab N-best cache (format {CACHE_FORMAT!r} expected)")
     cache = NBestCache(head["teacher_sha256"], head["tokenizer_sha256"], int(head["beam"]),
-                       int(head["nbest"]), float(head["ctc_weight"]))
+                       int(head["nbest"]), float(head["ctc_weight"]), str(head.get("end_rule", "exact")))
     for n, line in enumerate(lines[1:], start=2):
         cache.entries.update([_parse_entry(line, f"{path}:{n}")])
     return cache
@@ -186,7 +188,7 @@ def teacher_posteriors(teacher: torch.nn.Module, feats: torch.Tensor, feat_lens:
 
 @torch.no_grad()
 def search_nbest(teacher: torch.nn.Module, feats: torch.Tensor, feat_lens: torch.Tensor, beam: int,
-                 nbest: int, ctc_weight: float) -> list[list[tuple[list[int], float]]]:
+                 nbest: int, ctc_weight: float, end_rule: str = "beam") -> list[list[tuple[list[int], float]]]:
     """Batched joint CTC/attention beam search of the teacher: per utterance [(tokens, joint log score)]."""
     from kdlab.search.attention import joint_beam_search
 
@@ -196,12 +198,13 @@ def search_nbest(teacher: torch.nn.Module, feats: torch.Tensor, feat_lens: torch
     def step_fn(ys: torch.Tensor, rows: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
         return teacher.decoder_step(ys, enc[rows], enc_lens[rows], cache)
 
-    found = joint_beam_search(ctc_logp, enc_lens, step_fn, beam=beam, ctc_weight=ctc_weight, nbest=nbest)
+    found = joint_beam_search(ctc_logp, enc_lens, step_fn, beam=beam, ctc_weight=ctc_weight, nbest=nbest,
+                              end_rule=end_rule)
     return [[(list(h.tokens), float(h.score)) for h in hyps] for hyps in found]
 
 
 def compute_nbest(teacher: torch.nn.Module, batches: Iterable[dict], beam: int, nbest: int,
-                  ctc_weight: float, device: torch.device | str = "cpu") -> Entries:
+                  ctc_weight: float, device: torch.device | str = "cpu", end_rule: str = "beam") -> Entries:
     """N-best lists for every utterance of ``batches`` (clean features: no SpecAugment / speed perturbation).
 
     The teacher is put in eval mode; batches are dicts with ``ids``, ``feats`` (B, T, 80), ``feat_lens`` (B,).
@@ -210,7 +213,7 @@ def compute_nbest(teacher: torch.nn.Module, batches: Iterable[dict], beam: int, 
     entries: Entries = {}
     for batch in batches:
         feats, lens = batch["feats"].to(device), batch["feat_lens"].to(device)
-        found = search_nbest(teacher, feats, lens, beam, nbest, ctc_weight)
+        found = search_nbest(teacher, feats, lens, beam, nbest, ctc_weight, end_rule)
         for utt_id, hyps in zip(batch["ids"], found, strict=True):
             if not hyps:
                 raise RuntimeError(f"utterance {utt_id!r}: the teacher's beam search returned no hypothesis")
@@ -244,9 +247,9 @@ def build_or_load_nbest(path: str | Path, expected: NBestCache, ids: list[str],
                                      + "; ".join(problems) + " (delete it or set kd.on_mismatch=recompute)")
         log(f"kd: {path} is stale ({'; '.join(problems)}); searching again")
     fresh = NBestCache(expected.teacher_sha256, expected.tokenizer_sha256, expected.beam, expected.nbest,
-                       expected.ctc_weight)
+                       expected.ctc_weight, expected.end_rule)
     fresh.entries = compute_nbest(teacher, batches(), expected.beam, expected.nbest, expected.ctc_weight,
-                                  device)
+                                  device, expected.end_rule)
     missing = [i for i in ids if i not in fresh.entries]
     if missing:
         raise RuntimeError(f"kd: the N-best search skipped {len(missing)} utterance(s), e.g. {missing[0]!r}")

@@ -9,10 +9,23 @@ psi (probability of all label sequences that start with the prefix). All utteran
 share one decoder call per step; CTC prefix scores are computed only for a pre-beam of the
 ``pre_beam_ratio · beam`` best attention candidates of each hypothesis.
 
-Both score parts only decrease as a hypothesis grows, so the search stops an utterance exactly when it
-holds ``nbest`` ended hypotheses and its best running hypothesis scores below the worst of them; a
-running hypothesis is forced to end at ``maxlen`` = ``maxlen_ratio · T'`` tokens, and <eos> is barred at
-the first step so no output is empty.
+When does a hypothesis end? Two rules (``end_rule``):
+
+* ``"beam"`` (default; ESPnet's ``BeamSearch``, the toolkit the paper used): each step keeps the B best
+  of all expansions of the running hypotheses, ``<eos>`` included; an expansion by ``<eos>`` that makes the
+  B best ends there and leaves the beam, so ``<eos>`` competes with the other tokens for the B slots and
+  the running beam shrinks by the hypotheses that ended.
+* ``"exact"``: every ``<eos>`` candidate of the pre-beam ends at once, and the B running slots go to the
+  best non-``<eos>`` expansions. No ended hypothesis is lost to the beam's width, so the returned 1-best
+  scores at least as high as the beam rule's; with a weak decoder that prefers an early ``<eos>`` it can
+  be a *shorter* hypothesis with a higher model score and a worse transcript (a model error made visible
+  by a better search).
+
+Both score parts only decrease as a hypothesis grows, so under either rule the search stops an utterance
+exactly when it holds ``nbest`` ended hypotheses and its best running hypothesis scores below the worst
+of them (running on could not change the result), or when no hypothesis runs; a running hypothesis is
+forced to end at ``maxlen`` = ``maxlen_ratio · T'`` tokens, and <eos> is barred at the first step so no
+output is empty.
 
 For sequence-level distillation (eq 9) use ``Hyp.score`` as log P(ŷ): it is the joint score the teacher
 ranked its N-best by; ``Hyp.att_score`` (pure eq 2) and ``Hyp.ctc_score`` (eq 3) are kept beside it.
@@ -34,6 +47,7 @@ from kdlab.search.types import AttentionBeamTrace, BeamStep, Hyp
 # The cache is reordered with kdlab.nn.decoder.select_cache (tensors with the hypotheses on dim 0).
 StepFn = Callable[[torch.Tensor, torch.Tensor, Any], tuple[torch.Tensor, Any]]
 NEG_INF = float("-inf")
+END_RULES = ("beam", "exact")  # <eos> competes for the beam (ESPnet, default) | every <eos> candidate ends
 
 
 class _Beam:
@@ -90,11 +104,11 @@ def _step_scores(
 
 
 def _collect_ended(
-    ended: list[list[Hyp]], beam: _Beam, cand: torch.Tensor, att_val: torch.Tensor,
+    ended: list[list[Hyp]], beam: _Beam, ends: torch.Tensor, cand: torch.Tensor, att_val: torch.Tensor,
     psi: torch.Tensor, total: torch.Tensor, nbest: int, lam: float,
 ) -> list[list[tuple[list[int], float]]]:
-    """Move every <eos> candidate with a finite score into its utterance's (capped) ended list."""
-    hit = ((cand == SOS_EOS) & torch.isfinite(total)).nonzero(as_tuple=False)  # (E, 2)
+    """Move the <eos> candidates ``ends`` (N, P) bool into their utterances' (capped) ended lists."""
+    hit = ends.nonzero(as_tuple=False)  # (E, 2)
     new: dict[int, list[tuple[list[int], float]]] = {}
     if len(hit):
         slot, p = hit[:, 0], hit[:, 1]
@@ -112,16 +126,19 @@ def _collect_ended(
 def joint_beam_search(
     ctc_logp: torch.Tensor, lens: torch.Tensor, step_fn: StepFn, beam: int = 10,
     ctc_weight: float = 0.3, nbest: int | None = None, pre_beam_ratio: float = 1.5,
-    maxlen_ratio: float = 1.0, trace: bool = False,
+    maxlen_ratio: float = 1.0, trace: bool = False, end_rule: str = "beam",
 ) -> list[list[Hyp]] | tuple[list[list[Hyp]], list[AttentionBeamTrace]]:
     """Batched joint CTC/attention beam search.
 
     ctc_logp (B, T', V) CTC log-probs, lens (B,) encoder lengths, ``step_fn(ys, rows, cache)`` the
-    decoder's incremental step for hypotheses ``ys`` (N, l) (starting with <sos>) of utterances ``rows``.
+    decoder's incremental step for hypotheses ``ys`` (N, l) (starting with <sos>) of utterances ``rows``;
+    ``end_rule`` "beam" (ESPnet's) or "exact" (module docstring).
     Returns per utterance up to ``nbest`` (default ``beam``) hypotheses, best first, without <sos>/<eos>.
     """
     if not 0.0 <= ctc_weight <= 1.0:
         raise ValueError(f"ctc_weight must be in [0, 1], got {ctc_weight}")
+    if end_rule not in END_RULES:
+        raise ValueError(f"end_rule must be one of {', '.join(END_RULES)}, got {end_rule!r}")
     if beam < 1:
         raise ValueError(f"beam must be >= 1, got {beam}")
     B, _, V = ctc_logp.shape
@@ -137,12 +154,8 @@ def joint_beam_search(
     while len(st.utts):
         logp_att, st.cache = step_fn(st.ys, st.rows, st.cache)
         cand, att_val, psi, total = _step_scores(st, logp_att, scorer, P, ctc_weight, step, maxlen)
-        new_ended = _collect_ended(ended, st, cand, att_val, psi, total, nbest, ctc_weight)
-        A = len(st.utts)
-        run = total.masked_fill(cand == SOS_EOS, NEG_INF).view(A, W * P)
-        top_val, top_idx = run.topk(W, dim=-1)  # (A, W)
-        slot = (torch.arange(A, device=dev)[:, None] * W + top_idx // P).flatten()  # (N,)
-        pidx = (top_idx % P).flatten()
+        top_val, slot, pidx, ends = _select(cand, total, len(st.utts), W, P, end_rule)
+        new_ended = _collect_ended(ended, st, ends, cand, att_val, psi, total, nbest, ctc_weight)
         parent_ctc = st.ctc.select(slot) if scorer is not None else None
         st.select(slot, cand[slot, pidx])
         st.score, st.att = top_val.flatten(), st.att + att_val[slot, pidx]
@@ -151,8 +164,28 @@ def joint_beam_search(
         if trace:
             _record(traces, st, step, new_ended, W)
         step += 1
-        _drop_finished(st, ended, top_val[:, 0].tolist(), nbest, W)
+        _drop_finished(st, ended, top_val.max(dim=-1).values.tolist(), nbest, W)
     return (_finalize(ended), traces) if trace else _finalize(ended)
+
+
+def _select(cand: torch.Tensor, total: torch.Tensor, A: int, W: int, P: int,
+            end_rule: str) -> tuple[torch.Tensor, ...]:
+    """The beam's next W slots per utterance and the <eos> candidates that end this step.
+
+    cand, total (N, P) with N = A·W. Returns the new slots' scores (A, W) (-inf where a slot ended or is
+    empty), their parent rows and pre-beam columns (N,) each, and the ending candidates ``ends`` (N, P).
+    """
+    is_eos = cand == SOS_EOS  # (N, P)
+    pool = total.masked_fill(is_eos, NEG_INF) if end_rule == "exact" else total
+    top_val, top_idx = pool.view(A, W * P).topk(W, dim=-1)  # (A, W)
+    slot = (torch.arange(A, device=cand.device)[:, None] * W + top_idx // P).flatten()  # (N,)
+    pidx = (top_idx % P).flatten()
+    if end_rule == "exact":
+        return top_val, slot, pidx, is_eos & torch.isfinite(total)
+    won = is_eos[slot, pidx] & torch.isfinite(top_val.flatten())  # (N,) <eos> took a beam slot
+    ends = torch.zeros_like(is_eos)
+    ends[slot[won], pidx[won]] = True
+    return top_val.masked_fill(won.view(A, W), NEG_INF), slot, pidx, ends
 
 
 def _drop_finished(st: _Beam, ended: list[list[Hyp]], best_running: list[float], nbest: int, W: int) -> None:

@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder for the result files")
     parser.add_argument("--beam", type=int, default=10, help="default beam size (paper: 10)")
     parser.add_argument("--ctc-weight", type=float, default=0.3, help="joint CTC/attention λ (paper: 0.3)")
+    parser.add_argument("--end-rule", choices=("beam", "exact"), default="beam",
+                        help="AR beam: beam = <eos> competes for the beam slots (ESPnet, the paper's toolkit); "
+                             "exact = every <eos> candidate ends (never a lower-scoring 1-best)")
     parser.add_argument("--p-thr", type=float, default=0.99, help="Mask-CTC confidence threshold")
     parser.add_argument("--K", type=int, default=2, help="Mask-CTC tokens filled per iteration")
     parser.add_argument("--max-frames", type=int, default=20000, help="feature frames per batch")
@@ -58,7 +61,7 @@ def run_decode(args: argparse.Namespace) -> dict[str, dict]:
     audio = 0.0
     for batch in make_batches(records, tokenizer, cmvn, args.max_frames):
         out = decode(model, batch, methods, timings=timings, beam=args.beam, ctc_weight=args.ctc_weight,
-                     p_thr=args.p_thr, K=args.K)
+                     end_rule=getattr(args, "end_rule", "beam"), p_thr=args.p_thr, K=args.K)
         ids += batch["ids"]
         refs += batch["texts"]
         audio += audio_seconds(batch)

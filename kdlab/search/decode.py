@@ -33,6 +33,7 @@ class DecodeOptions:
     p_thr: float = 0.99  # Mask-CTC confidence threshold
     K: int = 2  # Mask-CTC tokens filled per iteration
     maxlen_ratio: float = 1.0  # AR: max output length = ratio × encoder frames
+    end_rule: str = "beam"  # AR: "beam" (ESPnet's: <eos> competes for the beam) | "exact" (search.attention)
 
 
 def parse_method(name: str) -> tuple[str, int | None]:
@@ -91,7 +92,8 @@ def run_method(
         return [hyps[0].tokens for hyps in ctc_prefix_beam(ctc_logp, enc_lens, beam=beam)]
     if base == "attention_beam":
         found = joint_beam_search(ctc_logp, enc_lens, make_step_fn(model, enc, enc_lens), beam=beam,
-                                  ctc_weight=opts.ctc_weight, nbest=1, maxlen_ratio=opts.maxlen_ratio)
+                                  ctc_weight=opts.ctc_weight, nbest=1, maxlen_ratio=opts.maxlen_ratio,
+                                  end_rule=opts.end_rule)
         return [hyps[0].tokens for hyps in found]
     mlm = make_mlm_fn(model, enc, enc_lens)
     if base == "maskctc_greedy":
@@ -105,7 +107,7 @@ def decode(
 ) -> dict[str, list[list[int]]]:
     """Encode ``batch`` once and decode it with every method in ``methods``.
 
-    ``opts`` are :class:`DecodeOptions` fields (beam, ctc_weight, p_thr, K, maxlen_ratio). If ``timings``
+    ``opts`` are :class:`DecodeOptions` fields (beam, ctc_weight, p_thr, K, maxlen_ratio, end_rule). If ``timings``
     is given, seconds are added under ``"encoder"`` and under each method name.
     Returns ``{method: [token ids per utterance]}`` in batch order.
     """
