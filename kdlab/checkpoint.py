@@ -29,7 +29,7 @@ import torch
 from kdlab.errors import UserError
 
 EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
-PRETRAINED_PREFIX = "pretrained:"  # pretrained:<corpus>/<name> names a shipped model (kdlab.pretrained)
+PRETRAINED_PREFIX = "pretrained:"  # pretrained:<corpus>/<name> names a shipped model (kdlab.pretrained.store)
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -101,7 +101,7 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
     """The file a checkpoint argument names: ``pretrained:<corpus>/<name>`` gives that shipped model's
     ``model.pt`` (sha256 checked against its card), anything else is a path."""
     if isinstance(path, str) and path.startswith(PRETRAINED_PREFIX):
-        from kdlab.pretrained import verified_model_file
+        from kdlab.pretrained.store import verified_model_file
 
         return verified_model_file(path)
     return Path(path)
@@ -247,10 +247,10 @@ def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "c
     """``(model, tokenizer, cmvn, exp_cfg)`` for a checkpoint in a run folder; model in eval mode.
 
     The run folder next to the checkpoint provides ``config.yaml``, ``tokenizer/`` and ``cmvn.json``.
-    ``path`` may also name a shipped model, ``pretrained:<corpus>/<name>`` (see :mod:`kdlab.pretrained`).
+    ``path`` may also name a shipped model, ``pretrained:<corpus>/<name>`` (see :mod:`kdlab.pretrained.store`).
     """
     if isinstance(path, str) and path.startswith(PRETRAINED_PREFIX):
-        from kdlab.pretrained import load_spec
+        from kdlab.pretrained.store import load_spec
 
         return load_spec(path, device)
     from kdlab.config import load_config, resolve_model_config

@@ -13,15 +13,15 @@ import os
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("kdlab.data.commands", "synthesise embedded corpora or prepare real ones (synth|prepare)"),
-    "params": ("kdlab.models.commands", "print a preset's parameter counts (encoder, decoder, CTC, total)"),
-    "train": ("kdlab.train_cli", "train an AR or Mask-CTC model (optionally distilled) from a YAML config"),
-    "average": ("kdlab.checkpoint_cli", "average the last N epoch checkpoints of a run"),
-    "decode": ("kdlab.search.commands", "decode a set with one or more search methods, write results"),
-    "align": ("kdlab.search.align_cli", "CTC forced alignment of one utterance"),
-    "bench": ("kdlab.bench", "benchmarks: decode speed ratios / RTF, training throughput"),
-    "pretrained": ("kdlab.pretrained_cli", "shipped pretrained models: list, card, export"),
-    "reproduce": ("kdlab.reproduce", "run the paper's experiment end to end (resumable)"),
+    "data": ("kdlab.data.data_cli", "synthesise embedded corpora or prepare real ones (synth|prepare)"),
+    "params": ("kdlab.models.params_cli", "print a preset's parameter counts (encoder, decoder, CTC, total)"),
+    "train": ("kdlab.training.train_cli", "train an AR or Mask-CTC model (optionally distilled) from a YAML config"),
+    "average": ("kdlab.training.average_cli", "average the last N epoch checkpoints of a run"),
+    "decode": ("kdlab.evaluate.decode_cli", "decode a set with one or more search methods, write results"),
+    "align": ("kdlab.evaluate.align_cli", "CTC forced alignment of one utterance"),
+    "bench": ("kdlab.evaluate.bench_cli", "benchmarks: decode speed ratios / RTF, training throughput"),
+    "pretrained": ("kdlab.pretrained.pretrained_cli", "shipped pretrained models: list, card, export"),
+    "reproduce": ("kdlab.reproduce.reproduce_cli", "run the paper's experiment end to end (resumable)"),
 }
 
 

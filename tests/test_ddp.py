@@ -21,7 +21,7 @@ def _worker(rank: int, world_size: int, port: int, corpus: str, tmp: str) -> Non
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     from kdlab.config import config_from_dict
-    from kdlab.train import fit
+    from kdlab.training.fit import fit
 
     cfg = config_from_dict({
         "data": {"corpus": corpus, "tokenizer": "char", "feature_cache": f"{tmp}/cache"},

@@ -5,8 +5,8 @@ import random
 import editdistance
 import pytest
 
-from kdlab.metrics import ErrorStats, align, error_rate, rtf, stats_from_alignment, tokens_for_unit
-from kdlab.results import format_alignment, format_summary, write_results
+from kdlab.evaluate.metrics import ErrorStats, align, error_rate, rtf, stats_from_alignment, tokens_for_unit
+from kdlab.evaluate.results import format_alignment, format_summary, write_results
 
 
 def reference_counts(ref, hyp):

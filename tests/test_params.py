@@ -6,7 +6,7 @@ import pytest
 
 from kdlab.cli import main as cli_main
 from kdlab.models import PRESETS, ModelConfig, build_model, count_parameters, get_preset
-from kdlab.models.commands import preset_counts
+from kdlab.models.params_cli import preset_counts
 
 # (preset, vocab, ESPnet2 encoder + decoder + CTC count in millions)
 ESPNET_COUNTS = [

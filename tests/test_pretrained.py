@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdlab import pretrained
 from kdlab.checkpoint import load_checkpoint, load_model_from_checkpoint
 from kdlab.cli import main as cli
-from kdlab.pretrained import PretrainedError
+from kdlab.pretrained import store as pretrained
+from kdlab.pretrained.store import PretrainedError
 
 TINY = {"d_model": 32, "heads": 2, "ffn_dim": 64, "enc_blocks": 1, "dec_blocks": 1, "cnn_kernel": 3}
 SPEC = "pretrained:tiny-en/student"
@@ -26,7 +26,7 @@ def run_ckpt(tiny_corpus_en: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     real run folder whose model, still near its initialisation, emits tokens (a briefly trained one emits
     only blanks, which would make the hypothesis comparisons empty)."""
     from kdlab.config import config_from_dict
-    from kdlab.train import fit
+    from kdlab.training.fit import fit
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("pretrained-run")
@@ -57,7 +57,7 @@ def env(shipped: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _batch(model_cfg, tokenizer, cmvn, n: int = 2) -> dict:
-    from kdlab.search.sets import load_records, make_batches, resolve_set
+    from kdlab.evaluate.sets import load_records, make_batches, resolve_set
 
     records = load_records(resolve_set("test", model_cfg), limit=n)
     return next(iter(make_batches(records, tokenizer, cmvn, max_frames=10**6)))
@@ -167,11 +167,12 @@ def test_data_paths_are_stored_relative_to_the_repository():
 
 def test_check_set_figures_are_reverified_and_a_changed_figure_is_reported(
         env: Path, tiny_corpus_en: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
-    from kdlab.pretrained_check import check_manifest, verify
+    from kdlab.pretrained.check import check_manifest, verify
 
     assert cli(["pretrained", "checkset", str(tiny_corpus_en / "test.jsonl"), "--as", "tiny-en/test", "--n", "3"]) == 0
     manifest = check_manifest("tiny-en", "test")
-    assert len(manifest.read_text().splitlines()) == 3 and len(list((env / "tiny-en" / "check" / "test").iterdir())) == 3
+    assert len(manifest.read_text().splitlines()) == 3
+    assert len(list((env / "tiny-en" / "check" / "test").iterdir())) == 3
     assert not any(s.startswith("tiny-en/check") for s in pretrained.available())  # not a model
     out = tmp_path / "dec"
     assert cli(["decode", "--ckpt", SPEC, "--methods", "ctc_greedy", "--set", str(manifest), "--out", str(out)]) == 0

@@ -11,8 +11,8 @@ import shutil
 
 import pytest
 
-from kdlab import reproduce
-from kdlab.reproduce_presets import get_preset
+from kdlab.reproduce import reproduce_cli as reproduce
+from kdlab.reproduce.presets import get_preset
 
 TINY = ["corpus={hours: 0.015, n_dev: 6, n_test: 6}", "teacher_epochs=2", "student_epochs=1",
         "finetune_epochs=1", "average_last=1", "nbest=3", "max_frames=6000", "beams=[1, 3]"]
@@ -99,9 +99,9 @@ def test_reproduce_parallel_rerun_resumes_stages_in_subprocesses(tiny_run, capsy
 
 
 def test_ship_exports_the_runs_models_with_reverifiable_check_figures(tiny_run, tmp_path):
-    from kdlab import pretrained
-    from kdlab.pretrained_check import verify
-    from kdlab.pretrained_ship import ship_run
+    from kdlab.pretrained import store as pretrained
+    from kdlab.pretrained.check import verify
+    from kdlab.pretrained.ship import ship_run
 
     root, _ = tiny_run
     preset = reproduce.apply_overrides(get_preset("mini-en"), TINY)

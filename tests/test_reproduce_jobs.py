@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from kdlab import reproduce
-from kdlab.reproduce_jobs import Job, StageFailed, priorities, run_jobs
-from kdlab.search.sets import SetError, resolve_set
+from kdlab.evaluate.sets import SetError, resolve_set
+from kdlab.reproduce import reproduce_cli as reproduce
+from kdlab.reproduce.jobs import Job, StageFailed, priorities, run_jobs
 
 # A fake stage: record start and end times, sleep, then mark itself done (or fail when asked to).
 FAKE = """
@@ -114,9 +114,9 @@ def test_reproduce_main_reports_a_failed_stage_in_one_line(monkeypatch, capsys):
 
 
 def test_stage_graph_of_the_experiment(tmp_path):
-    from kdlab import reproduce_eval as ev
-    from kdlab import reproduce_stages as st
-    from kdlab.reproduce_presets import get_preset
+    from kdlab.reproduce import eval as ev
+    from kdlab.reproduce import stages as st
+    from kdlab.reproduce.presets import get_preset
 
     preset = get_preset("mini-en")
     splits = ["dev", "test", "dev-other", "test-other"]

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from kdlab.data.tokenizer import BLANK, MASK, SOS_EOS
 from kdlab.nn.decoder import TransformerDecoder, select_cache
-from kdlab.search.attention import joint_beam_search
 from kdlab.search.ctc_prefix_score import CTCPrefixScorer
+from kdlab.search.joint_beam import joint_beam_search
 
 V = 7  # 0 blank, 1 unk, 2 sos/eos, 3 mask, 4..6 regular
 OUTPUTS = [1, 4, 5, 6]
@@ -208,7 +208,7 @@ def beam_rule_reference(dec: ToyDecoder, u: int, logp: torch.Tensor, lam: float,
                 att[SOS_EOS] = float("-inf")
             if step >= maxlen:
                 att[[c for c in range(V) if c != SOS_EOS]] = float("-inf")
-            for a, c in zip(*(x.tolist() for x in att.topk(P))):
+            for a, c in zip(*(x.tolist() for x in att.topk(P)), strict=True):
                 ctc_new = ctc_score(logp, y) if c == SOS_EOS else ctc_prefix_score(logp, (*y, c))
                 inc = lam * (ctc_new - ctc_prefix_score(logp, y)) if lam > 0 else 0.0
                 if a > float("-inf") and inc > float("-inf"):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kdlab import pretrained
-from kdlab.pretrained_check import verify
+from kdlab.pretrained import store as pretrained
+from kdlab.pretrained.check import verify
 
 SHIPPED = pretrained.available(pretrained.DEFAULT_ROOT)
 

@@ -223,7 +223,7 @@ def _rows(run: Path, kind: str) -> list[dict]:
 def test_loss_decreases_and_run_folder_is_complete(kind: str, tiny_corpus_en: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     from kdlab.checkpoint import load_model_from_checkpoint
-    from kdlab.train import fit
+    from kdlab.training.fit import fit
 
     run = tmp_path / "run"
     fit(_cfg(tiny_corpus_en, tmp_path.parent / "fbank-cache", kind, epochs=5), run)
@@ -246,7 +246,7 @@ def test_loss_decreases_and_run_folder_is_complete(kind: str, tiny_corpus_en: Pa
 
 def test_resume_after_kill_equals_uninterrupted_run(tiny_corpus_en: Path, tmp_path: Path) -> None:
     from kdlab.checkpoint import load_checkpoint
-    from kdlab.train import fit
+    from kdlab.training.fit import fit
 
     cache = tmp_path.parent / "fbank-cache"
     cfg = _cfg(tiny_corpus_en, cache, "maskctc")  # random masks, SpecAugment and dropout all in play
@@ -300,7 +300,7 @@ def test_train_cli_and_overrides(tiny_corpus_en: Path, tmp_path: Path, capsys: p
 
 
 def test_benchmark_throughput(tiny_corpus_en: Path) -> None:
-    from kdlab.train import benchmark_throughput
+    from kdlab.training.fit import benchmark_throughput
 
     result = benchmark_throughput(TINY_MODEL, "maskctc", tiny_corpus_en / "train.jsonl", steps=2,
                                   device="cpu", max_frames=1500, warmup=1)
@@ -312,7 +312,7 @@ def test_benchmark_throughput(tiny_corpus_en: Path) -> None:
 def test_kd_student_trains_with_teacher_terms(tiny_corpus_en: Path, tmp_path: Path) -> None:
     """Eq 13 end to end: an AR teacher run, then a Mask-CTC student with frame- and sequence-level KD
     that takes the teacher's tokenizer and CMVN from the teacher's run folder."""
-    from kdlab.train import fit
+    from kdlab.training.fit import fit
 
     cache = tmp_path.parent / "fbank-cache"
     fit(_cfg(tiny_corpus_en, cache, "ar", epochs=1, average_last=1), tmp_path / "teacher")
@@ -335,7 +335,7 @@ def test_run_without_finite_losses_fails_and_writes_no_model(poison: str, tiny_c
                                                              tmp_path: Path, monkeypatch) -> None:
     """Every training batch skipped, or a non-finite dev loss: the run stops before any checkpoint."""
     import kdlab.training.loop as loop
-    from kdlab.train import fit
+    from kdlab.training.fit import fit
 
     real = loop.compute_loss
 

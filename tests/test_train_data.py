@@ -59,7 +59,7 @@ def bad_corpus(tiny_corpus_en: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def test_train_skips_and_counts_bad_utterances(bad_corpus: Path, tmp_path: Path, capsys) -> None:
-    from kdlab.train import fit
+    from kdlab.training.fit import fit
 
     run = tmp_path / "run"
     result = fit(cfg_for(bad_corpus, tmp_path / "cache"), run)
@@ -78,7 +78,7 @@ def test_train_skips_and_counts_bad_utterances(bad_corpus: Path, tmp_path: Path,
 
 def test_decode_failure_in_an_epoch_is_skipped_and_recorded(bad_corpus: Path, tmp_path: Path) -> None:
     """The CMVN comes from elsewhere, so the truncated file is first decoded inside an epoch."""
-    from kdlab.train import fit
+    from kdlab.training.fit import fit
 
     donor = tmp_path / "donor"
     donor.mkdir()
@@ -92,7 +92,7 @@ def test_decode_failure_in_an_epoch_is_skipped_and_recorded(bad_corpus: Path, tm
 
 
 def test_strict_mode_refuses_bad_data(bad_corpus: Path, tmp_path: Path) -> None:
-    from kdlab.train import fit
+    from kdlab.training.fit import fit
 
     with pytest.raises(ManifestError, match=r"train.jsonl: 5 unusable utterance\(s\).*data.strict"):
         fit(cfg_for(bad_corpus, tmp_path / "cache", strict=True), tmp_path / "run")

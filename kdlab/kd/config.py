@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from kdlab.search.attention import END_RULES
+from kdlab.search.joint_beam import END_RULES
 
 ON_MISMATCH = ("error", "recompute")
 ENC_FRAME_NORMS = ("utterance", "frame")

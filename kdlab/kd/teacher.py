@@ -53,7 +53,7 @@ class NBestCache:
     beam: int
     nbest: int
     ctc_weight: float
-    end_rule: str = "beam"  # of the joint beam search (kdlab.search.attention.END_RULES)
+    end_rule: str = "beam"  # of the joint beam search (kdlab.search.joint_beam.END_RULES)
     entries: Entries = field(default_factory=dict)
 
     def header(self) -> dict[str, Any]:
@@ -190,7 +190,7 @@ def teacher_posteriors(teacher: torch.nn.Module, feats: torch.Tensor, feat_lens:
 def search_nbest(teacher: torch.nn.Module, feats: torch.Tensor, feat_lens: torch.Tensor, beam: int,
                  nbest: int, ctc_weight: float, end_rule: str = "beam") -> list[list[tuple[list[int], float]]]:
     """Batched joint CTC/attention beam search of the teacher: per utterance [(tokens, joint log score)]."""
-    from kdlab.search.attention import joint_beam_search
+    from kdlab.search.joint_beam import joint_beam_search
 
     enc, enc_lens = teacher.encode(feats, feat_lens)  # (B, T', D), (B,)
     ctc_logp = teacher.ctc_log_probs(enc)  # (B, T', V)

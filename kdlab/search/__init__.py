@@ -6,9 +6,9 @@ small callable for the decoder, so it can be tested with toy models; ``trace=Tru
 per-step/iteration details for plots and teaching. ``decode(model, batch, methods)`` runs the encoder once.
 """
 
-from kdlab.search.attention import joint_beam_search
 from kdlab.search.ctc import ctc_forced_align, ctc_greedy, ctc_prefix_beam
 from kdlab.search.decode import DecodeOptions, decode, parse_method
+from kdlab.search.joint_beam import joint_beam_search
 from kdlab.search.maskctc import maskctc_greedy
 from kdlab.search.maskctc_beam import maskctc_beam
 from kdlab.search.types import CTCResult, Hyp, Segment

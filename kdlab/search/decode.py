@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from kdlab.search.attention import StepFn, joint_beam_search
 from kdlab.search.ctc import ctc_greedy, ctc_prefix_beam
+from kdlab.search.joint_beam import StepFn, joint_beam_search
 from kdlab.search.maskctc import MLMFn, maskctc_greedy
 from kdlab.search.maskctc_beam import maskctc_beam
 

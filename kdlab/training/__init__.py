@@ -1,4 +1,4 @@
 """Training internals: run folders, runtime (device, DDP, precision), schedule, loop, logging, benchmark.
 
-The public entry points are re-exported by :mod:`kdlab.train`.
+The entry point is :func:`kdlab.training.fit.fit`; the ``train`` and ``average`` commands live here.
 """

@@ -2,8 +2,8 @@
 
 data → tokenizer + CMVN → AR teacher → NAR students at the teacher's size and ~9× smaller, each L_jca /
 +F-KD / ++S-KD → checkpoint averaging → decoding on every evaluation set → Table 1 and Table 3 analogues,
-diagnostics, learning curves, results.json. The stages form a dependency graph (kdlab/reproduce_stages.py)
-run by a small scheduler (kdlab/reproduce_jobs.py), ``--jobs`` one-thread subprocesses at a time; the
+diagnostics, learning curves, results.json. The stages form a dependency graph (kdlab/reproduce/stages.py)
+run by a small scheduler (kdlab/reproduce/jobs.py), ``--jobs`` one-thread subprocesses at a time; the
 one-thread RTF measurements run last, alone. Finished stages are skipped on a re-run; an interrupted
 training run resumes from its last checkpoint.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from kdlab.reproduce_presets import PRESETS
+    from kdlab.reproduce.presets import PRESETS
 
     parser.add_argument("--preset", default="mini-en", choices=sorted(PRESETS),
                         help="experiment size (default: mini-en, 29 min measured on a 2-core CPU)")
@@ -69,9 +69,9 @@ def default_jobs() -> int:
 
 def run_stages(preset, root: Path, corpus: Path, splits: list[str], jobs: int) -> dict[str, float]:
     """Training (prepare → teacher → students) and the batched decodings, as a dependency graph of jobs."""
-    from kdlab import reproduce_eval as ev
-    from kdlab import reproduce_stages as st
-    from kdlab.reproduce_jobs import run_jobs
+    from kdlab.reproduce import eval as ev
+    from kdlab.reproduce import stages as st
+    from kdlab.reproduce.jobs import run_jobs
 
     graph = st.training_jobs(preset, corpus, root) + ev.decode_jobs(preset, root, st.model_names(preset), splits)
     return run_jobs(graph, jobs)
@@ -94,9 +94,9 @@ def record_timing(root: Path, stage_s: dict[str, float], **totals: float) -> dic
 def evaluate(preset, root: Path, splits: list[str]) -> dict:
     """Parameter counts, Table 1 and Table 3 (its one-thread RTF runs: call it when nothing else runs),
     diagnostics and learning curves of the finished runs."""
-    from kdlab import reproduce_eval as ev
-    from kdlab import reproduce_report as rep
-    from kdlab import reproduce_stages as st
+    from kdlab.reproduce import eval as ev
+    from kdlab.reproduce import report as rep
+    from kdlab.reproduce import stages as st
 
     names = st.model_names(preset)
     ckpts = {name: st.checkpoint_of(root / name) for name in names}
@@ -107,9 +107,9 @@ def evaluate(preset, root: Path, splits: list[str]) -> dict:
 
 def run(preset, root: Path, data_root: Path | None, cache: Path, jobs: int | None = None) -> str:
     """The whole experiment in ``root``; returns results.md. ``jobs``: parallel stages (1: in process)."""
-    from kdlab import reproduce_eval as ev
-    from kdlab import reproduce_report as rep
-    from kdlab import reproduce_stages as st
+    from kdlab.reproduce import eval as ev
+    from kdlab.reproduce import report as rep
+    from kdlab.reproduce import stages as st
 
     started = time.perf_counter()
     jobs = jobs or default_jobs()
@@ -141,8 +141,8 @@ def train_seconds(run_dir: Path) -> float:
 
 
 def main(args: argparse.Namespace) -> int:
-    from kdlab.reproduce_jobs import StageFailed
-    from kdlab.reproduce_presets import get_preset
+    from kdlab.reproduce.jobs import StageFailed
+    from kdlab.reproduce.presets import get_preset
 
     preset = apply_overrides(get_preset(args.preset), args.overrides)
     root = Path(args.out or f"runs/reproduce-{preset.name}")

@@ -28,8 +28,8 @@ def align_utterance(args: argparse.Namespace) -> list[dict]:
 
     from kdlab.checkpoint import load_model_from_checkpoint
     from kdlab.data.tokenizer import normalize_text
+    from kdlab.evaluate.sets import FRAME_SHIFT_S, load_records, make_batches, resolve_set
     from kdlab.search.ctc import ctc_forced_align
-    from kdlab.search.sets import FRAME_SHIFT_S, load_records, make_batches, resolve_set
 
     model, tokenizer, cmvn, exp_cfg = load_model_from_checkpoint(args.ckpt)
     records = load_records(resolve_set(args.set, exp_cfg), ids=[args.utt])
@@ -55,7 +55,7 @@ def align_utterance(args: argparse.Namespace) -> list[dict]:
 
 def main(args: argparse.Namespace) -> int:
     from kdlab.checkpoint import CheckpointError
-    from kdlab.search.sets import SetError
+    from kdlab.evaluate.sets import SetError
 
     try:
         segments = align_utterance(args)

@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdlab.reproduce_eval import DIAGNOSTIC, P_THR
-from kdlab.reproduce_presets import ReproducePreset
-from kdlab.reproduce_stages import CRITERION_LABEL, TEACHER, StudentRun, model_names, run_model
+from kdlab.reproduce.eval import DIAGNOSTIC, P_THR
+from kdlab.reproduce.presets import ReproducePreset
+from kdlab.reproduce.stages import CRITERION_LABEL, TEACHER, StudentRun, model_names, run_model
 
 SIZE_LABEL = {"same": "NAR (same size)", "smaller": "NAR (smaller)"}
 SET_GROUPS = (("dev", "test"), ("dev-other", "test-other"))  # one Table 1 per group (clean, other)

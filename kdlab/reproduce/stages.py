@@ -1,6 +1,6 @@
 """The training stages of ``kdlab reproduce`` and their dependency graph.
 
-Stages (jobs of :mod:`kdlab.reproduce_jobs`)::
+Stages (jobs of :mod:`kdlab.reproduce.jobs`)::
 
     prepare (tokenizer + CMVN into ar/) ─┬─ ar (AR teacher) ─┬─ nbest (teacher N-best cache) ─┐
                                          │                   ├─ nar-same-fkd ─────────────────┴─ nar-same-skd
@@ -9,7 +9,7 @@ Stages (jobs of :mod:`kdlab.reproduce_jobs`)::
                                          └─ nar-smaller-ljca
 
 Every stage is resumable: a finished stage (its ``DONE`` marker) is skipped, an interrupted training run
-resumes from its last epoch checkpoint. A stage runs as ``python -m kdlab.reproduce_stages KIND --config
+resumes from its last epoch checkpoint. A stage runs as ``python -m kdlab.reproduce.stages KIND --config
 CFG.yaml --out FOLDER`` (KIND: prepare | train | nbest); its experiment config ``CFG.yaml`` and its log sit
 side by side in the stage's folder (``ar/train.yaml`` and ``ar/train.log``, ``ar/nbest.yaml`` …).
 """
@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdlab.reproduce_jobs import Job, log
-from kdlab.reproduce_presets import ReproducePreset
+from kdlab.reproduce.jobs import Job, log
+from kdlab.reproduce.presets import ReproducePreset
 
 DONE = "DONE"
 PREPARED = "PREPARED"  # in the teacher's folder: tokenizer and CMVN are fitted
@@ -190,7 +190,7 @@ def train_stage(name: str, cfg_dict: dict, run_dir: Path) -> Path:
     """Train (or resume, or skip) one run; returns its averaged checkpoint."""
     from kdlab.checkpoint import epoch_checkpoints
     from kdlab.config import config_from_dict
-    from kdlab.train import fit
+    from kdlab.training.fit import fit
 
     if is_done(run_dir):
         log(f"{name}: done already, skipping")
@@ -245,7 +245,7 @@ def stage_job(kind: str, name: str, folder: Path, log_path: Path, make_config: C
     """
     def command() -> list[str]:
         path = write_stage_config(one_thread(make_config()), log_path.with_suffix(".yaml"))
-        return [sys.executable, "-m", "kdlab.reproduce_stages", kind, "--config", str(path), "--out", str(folder)]
+        return [sys.executable, "-m", "kdlab.reproduce.stages", kind, "--config", str(path), "--out", str(folder)]
 
     return Job(name, command, log_path, done, deps, cost, inline=lambda: run_stage(kind, make_config(), folder))
 
@@ -313,10 +313,10 @@ def training_jobs(preset: ReproducePreset, corpus: Path, root: Path) -> list[Job
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m kdlab.reproduce_stages KIND --config STAGE.yaml --out FOLDER``: one stage, in this process."""
+    """``python -m kdlab.reproduce.stages KIND --config STAGE.yaml --out FOLDER``: one stage, in this process."""
     import yaml
 
-    parser = argparse.ArgumentParser(prog="python -m kdlab.reproduce_stages", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m kdlab.reproduce.stages", description=main.__doc__)
     parser.add_argument("kind", choices=["train", *STAGES])
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from kdlab.metrics import (
+from kdlab.evaluate.metrics import (
     CORRECT,
     DEL,
     INS,

@@ -1,5 +1,5 @@
 """``kdlab pretrained list|card|export|checkset|verify|ship``: the shipped pretrained models (see
-:mod:`kdlab.pretrained` and :mod:`kdlab.pretrained_check`).
+:mod:`kdlab.pretrained.store` and :mod:`kdlab.pretrained.check`).
 
 Examples::
 
@@ -114,7 +114,7 @@ def summary_line(spec: str, data: dict) -> str:
 
 
 def do_list(args: argparse.Namespace) -> None:
-    from kdlab import pretrained
+    from kdlab.pretrained import store as pretrained
 
     names = pretrained.available(args.root)
     if not names:
@@ -127,14 +127,14 @@ def do_list(args: argparse.Namespace) -> None:
 
 
 def do_card(args: argparse.Namespace) -> None:
-    from kdlab import pretrained
+    from kdlab.pretrained import store as pretrained
 
     print(json.dumps(pretrained.card(*pretrained.parse_spec(args.spec), root=args.root), indent=2,
                      ensure_ascii=False))
 
 
 def do_export(args: argparse.Namespace) -> None:
-    from kdlab import pretrained
+    from kdlab.pretrained import store as pretrained
 
     fields = card_fields(args)
     corpus, name = pretrained.parse_spec(args.spec)
@@ -146,8 +146,8 @@ def do_export(args: argparse.Namespace) -> None:
 
 
 def do_checkset(args: argparse.Namespace) -> None:
-    from kdlab import pretrained
-    from kdlab.pretrained_check import write_check_set
+    from kdlab.pretrained import store as pretrained
+    from kdlab.pretrained.check import write_check_set
 
     corpus, set_name = pretrained.parse_spec(args.spec)
     out = write_check_set(args.manifest, args.n, corpus, set_name, root=args.root)
@@ -156,7 +156,7 @@ def do_checkset(args: argparse.Namespace) -> None:
 
 
 def do_verify(args: argparse.Namespace) -> int:
-    from kdlab.pretrained_check import verify
+    from kdlab.pretrained.check import verify
 
     rows = verify(args.spec, root=args.root)
     if not rows:
@@ -169,8 +169,8 @@ def do_verify(args: argparse.Namespace) -> int:
 
 
 def do_ship(args: argparse.Namespace) -> None:
-    from kdlab.pretrained_ship import ship_run
-    from kdlab.reproduce_presets import get_preset
+    from kdlab.pretrained.ship import ship_run
+    from kdlab.reproduce.presets import get_preset
 
     for folder in ship_run(args.run, get_preset(args.preset), args.n, args.root, args.force):
         print(f"{folder}: exported")
@@ -183,8 +183,7 @@ ACTIONS = {"list": do_list, "card": do_card, "export": do_export, "checkset": do
 def main(args: argparse.Namespace) -> int:
     from kdlab.checkpoint import CheckpointError
     from kdlab.config import ConfigError
-
-    from kdlab.search.sets import SetError
+    from kdlab.evaluate.sets import SetError
 
     try:
         return ACTIONS[args.action](args) or 0

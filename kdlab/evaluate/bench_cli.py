@@ -20,7 +20,7 @@ from typing import Any
 
 NAR_METHODS = ("maskctc_greedy", "maskctc_beam1", "maskctc_beam5", "maskctc_beam10")
 AR_METHOD = "attention_beam10"
-AR_EXACT = "attention_beam10_exact"  # the same search with the "exact" end rule (kdlab.search.attention)
+AR_EXACT = "attention_beam10_exact"  # the same search with the "exact" end rule (kdlab.search.joint_beam)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _single_batches(records: list[dict], tokenizer: Any, cmvn: Any) -> list[dict]:
-    from kdlab.search.sets import make_batches
+    from kdlab.evaluate.sets import make_batches
 
     return [next(iter(make_batches([rec], tokenizer, cmvn, max_frames=10**9))) for rec in records]
 
@@ -87,8 +87,8 @@ def time_batch1(nar: Any, ar: Any, nar_batches: list[dict], ar_batches: list[dic
 
 def throughput(model: Any, batches: list[dict], method: str) -> float:
     """Seconds of audio decoded per wall-clock second with batched decoding (× real time)."""
+    from kdlab.evaluate.sets import audio_seconds
     from kdlab.search.decode import decode
-    from kdlab.search.sets import audio_seconds
 
     wall = sum(_time(lambda b=b: decode(model, b, [method])) for b in batches)
     return sum(audio_seconds(b) for b in batches) / wall
@@ -100,7 +100,7 @@ def bench_decode(args: argparse.Namespace) -> dict:
     global _clock
     _clock = CLOCKS[args.clock]
     from kdlab.checkpoint import load_model_from_checkpoint
-    from kdlab.search.sets import audio_seconds, load_records, make_batches, resolve_set
+    from kdlab.evaluate.sets import audio_seconds, load_records, make_batches, resolve_set
 
     nar, nar_tok, nar_cmvn, nar_cfg = load_model_from_checkpoint(args.nar)
     ar, ar_tok, ar_cmvn, _ = load_model_from_checkpoint(args.ar)
@@ -145,9 +145,9 @@ def print_decode(res: dict) -> None:
 
 def bench_train(args: argparse.Namespace) -> dict:
     try:
-        from kdlab.train import benchmark_throughput
+        from kdlab.training.fit import benchmark_throughput
     except ImportError as err:
-        msg = f"training benchmark unavailable: kdlab.train has no benchmark_throughput ({err})"
+        msg = f"training benchmark unavailable: kdlab.training.fit has no benchmark_throughput ({err})"
         raise RuntimeError(msg) from err
     if args.threads > 0:
         import torch
@@ -159,7 +159,7 @@ def bench_train(args: argparse.Namespace) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     from kdlab.checkpoint import CheckpointError
-    from kdlab.search.sets import SetError
+    from kdlab.evaluate.sets import SetError
 
     try:
         if args.what == "decode":

@@ -43,10 +43,10 @@ def run_decode(args: argparse.Namespace) -> dict[str, dict]:
 
     from kdlab.checkpoint import load_model_from_checkpoint
     from kdlab.config import ConfigError
-    from kdlab.metrics import error_rate
-    from kdlab.results import format_summary, write_results
+    from kdlab.evaluate.metrics import error_rate
+    from kdlab.evaluate.results import format_summary, write_results
+    from kdlab.evaluate.sets import audio_seconds, load_records, make_batches, resolve_set
     from kdlab.search.decode import check_methods, decode
-    from kdlab.search.sets import audio_seconds, load_records, make_batches, resolve_set
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -81,7 +81,7 @@ def run_decode(args: argparse.Namespace) -> dict[str, dict]:
 
 def main(args: argparse.Namespace) -> int:
     from kdlab.checkpoint import CheckpointError
-    from kdlab.search.sets import SetError
+    from kdlab.evaluate.sets import SetError
 
     try:
         summary = run_decode(args)

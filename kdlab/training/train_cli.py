@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from kdlab.config import load_config
-    from kdlab.train import fit
+    from kdlab.training.fit import fit
 
     config = args.config
     if config is None:

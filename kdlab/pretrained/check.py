@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdlab.data.manifest import read_manifest, write_manifest
-from kdlab.pretrained import ENV_ROOT, NAME_RE, PretrainedError, card, parse_spec, pretrained_root
+from kdlab.pretrained.store import ENV_ROOT, NAME_RE, PretrainedError, card, parse_spec, pretrained_root
 
 CHECK_DIR = "check"
 
@@ -88,7 +88,7 @@ def decode_row(spec: str, manifest: Path, method: str, root: str | Path | None) 
     """``kdlab decode`` of ``manifest`` with ``method`` (one thread): its summary row (errors, rate).
 
     ``spec`` is a checkpoint path or ``pretrained:<corpus>/<name>`` (resolved under ``root`` when given)."""
-    from kdlab.search.commands import add_arguments, run_decode
+    from kdlab.evaluate.decode_cli import add_arguments, run_decode
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -4,7 +4,7 @@ sets, RTF on test-clean) and the students' diagnostics (share of greedy CTC toke
 Each decoding writes icefall-style result files and a ``summary.json`` under ``<root>/decode/<model>/<set>``
 and is skipped when that summary already holds its methods (resumable). The batched decodings are jobs of
 the stage scheduler (one per model × set, one thread each, as soon as the model is trained); the one-thread
-batch-1 RTF measurements run at the end, alone. One decoding job runs as ``python -m kdlab.reproduce_eval
+batch-1 RTF measurements run at the end, alone. One decoding job runs as ``python -m kdlab.reproduce.eval
 --run RUN --set SET --methods M1,M2 --out DIR``.
 """
 
@@ -16,9 +16,9 @@ import json
 import sys
 from pathlib import Path
 
-from kdlab.reproduce_jobs import Job, log
-from kdlab.reproduce_presets import ReproducePreset
-from kdlab.reproduce_stages import CRITERIA, TEACHER, StudentRun, checkpoint_of, model_cost, run_model
+from kdlab.reproduce.jobs import Job, log
+from kdlab.reproduce.presets import ReproducePreset
+from kdlab.reproduce.stages import CRITERIA, TEACHER, StudentRun, checkpoint_of, model_cost, run_model
 
 EVAL_SPLITS = ("dev", "test", "dev-other", "test-other")  # in this order when the corpus has them
 MASK_SHARE_FILE = "mask_share.json"
@@ -48,7 +48,7 @@ def decode_once(ckpt: Path, set_name: str, methods: list[str], out: Path, thread
     missing = [m for m in methods if m not in cached]
     if not missing:
         return cached
-    from kdlab.search.commands import run_decode
+    from kdlab.evaluate.decode_cli import run_decode
 
     args = argparse.Namespace(ckpt=str(ckpt), methods=",".join(missing), set=set_name, out=str(out), beam=10,
                               ctc_weight=0.3, end_rule=END_RULE, p_thr=P_THR, K=2, max_frames=max_frames,
@@ -73,8 +73,8 @@ def masked_token_share(ckpt: Path, set_name: str, p_thr: float = P_THR, max_fram
     import torch
 
     from kdlab.checkpoint import load_model_from_checkpoint
+    from kdlab.evaluate.sets import load_records, make_batches, resolve_set
     from kdlab.search.maskctc import initial_masks
-    from kdlab.search.sets import load_records, make_batches, resolve_set
 
     model, tokenizer, cmvn, cfg = load_model_from_checkpoint(ckpt)
     records = load_records(resolve_set(set_name, cfg))
@@ -135,7 +135,7 @@ def decode_job(preset: ReproducePreset, root: Path, name: str, split: str) -> Jo
     methods, share = job_methods(preset, name, split), wants_mask_share(name, split)
 
     def command() -> list[str]:
-        argv = [sys.executable, "-m", "kdlab.reproduce_eval", "--run", str(run_dir), "--set", split,
+        argv = [sys.executable, "-m", "kdlab.reproduce.eval", "--run", str(run_dir), "--set", split,
                 "--methods", ",".join(methods), "--out", str(out), "--threads", "1"]
         return argv + (["--mask-share"] if share else [])
 
@@ -207,8 +207,8 @@ def diagnostics(root: Path, names: list[str]) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m kdlab.reproduce_eval``: one decoding job (model × set), in this process."""
-    parser = argparse.ArgumentParser(prog="python -m kdlab.reproduce_eval", description=main.__doc__)
+    """``python -m kdlab.reproduce.eval``: one decoding job (model × set), in this process."""
+    parser = argparse.ArgumentParser(prog="python -m kdlab.reproduce.eval", description=main.__doc__)
     parser.add_argument("--run", type=Path, required=True, help="finished training stage (run folder)")
     parser.add_argument("--set", required=True, help="evaluation split of the run's corpus")
     parser.add_argument("--methods", required=True, help="comma-separated decoding methods")

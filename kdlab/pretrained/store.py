@@ -38,7 +38,7 @@ from kdlab.checkpoint import (
 
 SPEC_PREFIX = PRETRAINED_PREFIX
 ENV_ROOT = "KDLAB_PRETRAINED"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = REPO_ROOT / "data" / "pretrained"
 MODEL_FILE, CARD_FILE, TOKENIZER_DIR, CMVN_FILE = "model.pt", "card.json", "tokenizer", "cmvn.json"
 FORMAT = "kdlab-pretrained-1"

@@ -1,7 +1,7 @@
 """Ship the models of a finished ``kdlab reproduce`` run as pretrained models (``kdlab pretrained ship``).
 
 For a run folder ``runs/reproduce-<preset>``: the check sets (first test utterances of each test split,
-:mod:`kdlab.pretrained_check`), then per shipped model (the AR teacher, the L_jca and ++S-KD students of
+:mod:`kdlab.pretrained.check`), then per shipped model (the AR teacher, the L_jca and ++S-KD students of
 both sizes) a decoding of the check sets with its Table-1 method and CTC greedy, and an export whose card
 holds the run's full-set results (``<run>/decode/<model>/<set>/summary.json``), the check-set figures, the
 recipe and the corpus seed.
@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kdlab.pretrained import export
-from kdlab.pretrained_check import decode_row, write_check_set
-from kdlab.reproduce_eval import DIAGNOSTIC, eval_sets, set_labels, table1_method
-from kdlab.reproduce_presets import ReproducePreset
-from kdlab.reproduce_stages import TEACHER, StudentRun, checkpoint_of, is_done
+from kdlab.pretrained.check import decode_row, write_check_set
+from kdlab.pretrained.store import export
+from kdlab.reproduce.eval import DIAGNOSTIC, eval_sets, set_labels, table1_method
+from kdlab.reproduce.presets import ReproducePreset
+from kdlab.reproduce.stages import TEACHER, StudentRun, checkpoint_of, is_done
 
 SHIPPED_CRITERIA = ("ljca", "skd")  # the baseline and the fully distilled student of each size
 
