@@ -10,7 +10,8 @@ from kdlab.data.audio import AudioError
 from kdlab.data.dataset import ASRDataset, FrameBatchSampler, collate, fit_cmvn, make_loader, set_epoch
 from kdlab.data.features import SpecAugConfig, num_frames
 from kdlab.data.manifest import read_manifest
-from kdlab.data.tokenizer import IGNORE_ID, UNK, BPETokenizer, CharTokenizer
+from kdlab.data.tokenizer import BPETokenizer, CharTokenizer
+from kdlab.tokens import IGNORE_ID, UNK
 
 BATCH_KEYS = {"ids", "texts", "feats", "feat_lens", "tokens", "token_lens"}
 

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from kdlab.data.tokenizer import NUM_SPECIAL
 from kdlab.kd.config import KDConfig
 from kdlab.kd.distiller import Distiller, build_distiller, cmvn_bridge
 from kdlab.kd.losses import dec_frame_kd, enc_frame_kd, enc_seq_kd, nbest_weights, teacher_token_dist
 from kdlab.kd.teacher import NBestCache, make_nbest_batch
 from kdlab.models import ModelConfig, build_model, ctc_loss_per_utt
 from kdlab.models.ar import add_sos_eos
+from kdlab.tokens import NUM_SPECIAL
 
 V = 12
 

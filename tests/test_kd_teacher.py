@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from kdlab.data.tokenizer import IGNORE_ID, CharTokenizer
+from kdlab.data.tokenizer import CharTokenizer
 from kdlab.kd.teacher import (
     NBestCache,
     load_nbest_cache,
@@ -16,6 +16,7 @@ from kdlab.kd.teacher import (
     sha256_file,
     tokenizer_sha256,
 )
+from kdlab.tokens import IGNORE_ID
 
 
 def small_cache() -> NBestCache:
@@ -120,8 +121,8 @@ def feature_batches():
 
 
 def test_compute_nbest_with_the_joint_beam_search():
-    from kdlab.data.tokenizer import NUM_SPECIAL, UNK
     from kdlab.kd.teacher import compute_nbest
+    from kdlab.tokens import NUM_SPECIAL, UNK
 
     entries = compute_nbest(tiny_teacher(), feature_batches(), beam=4, nbest=3, ctc_weight=0.3)
     assert list(entries) == ["a", "b", "c"]

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from kdlab.data.tokenizer import IGNORE_ID, MASK, SOS_EOS
 from kdlab.models import ARModel, MaskCTCModel, ModelConfig, build_model, ctc_loss, ctc_loss_per_utt
 from kdlab.models.ar import add_sos_eos
 from kdlab.models.losses import label_smoothing_loss, token_accuracy
 from kdlab.models.maskctc import sample_mlm_mask
+from kdlab.tokens import IGNORE_ID, MASK, SOS_EOS
 
 V = 12
 TINY = ModelConfig(d_model=32, heads=2, ffn_dim=64, enc_blocks=2, dec_blocks=1, cnn_kernel=5)

@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdlab.data.tokenizer import BLANK, MASK, SOS_EOS
 from kdlab.nn.decoder import TransformerDecoder, select_cache
 from kdlab.search.ctc_prefix_score import CTCPrefixScorer
 from kdlab.search.joint_beam import joint_beam_search
+from kdlab.tokens import BLANK, MASK, SOS_EOS
 
 V = 7  # 0 blank, 1 unk, 2 sos/eos, 3 mask, 4..6 regular
 OUTPUTS = [1, 4, 5, 6]

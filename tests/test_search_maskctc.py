@@ -5,10 +5,10 @@ import itertools
 import pytest
 import torch
 
-from kdlab.data.tokenizer import MASK
 from kdlab.search.kbest import topk_fill_sets
 from kdlab.search.maskctc import maskctc_greedy, mlm_log_posteriors
 from kdlab.search.maskctc_beam import maskctc_beam, select_distinct
+from kdlab.tokens import MASK
 
 V = 7  # 0 blank, 1 unk, 2 sos/eos, 3 mask, 4..6 regular
 OUTPUTS = [1, 4, 5, 6]

@@ -75,7 +75,8 @@ def _check(args: argparse.Namespace) -> int:
 
     encode = unk = None
     if args.tokenizer:
-        from kdlab.data.tokenizer import UNK, load_tokenizer
+        from kdlab.data.tokenizer import load_tokenizer
+        from kdlab.tokens import UNK
 
         encode, unk = load_tokenizer(args.tokenizer).encode, UNK
     _, report = validate(read_manifest(args.manifest), encode, unk, args.subsampling, deep=args.deep)

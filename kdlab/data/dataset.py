@@ -34,7 +34,8 @@ from kdlab.data.features import (
     speed_perturb,
 )
 from kdlab.data.manifest import SkipReport
-from kdlab.data.tokenizer import IGNORE_ID, Tokenizer, normalize_text
+from kdlab.data.tokenizer import Tokenizer, normalize_text
+from kdlab.tokens import IGNORE_ID
 
 Manifest = str | Path | Sequence[dict]
 

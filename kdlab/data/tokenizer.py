@@ -1,16 +1,7 @@
 """Tokenizers: characters for Mandarin, sentencepiece BPE for English.
 
-This module is the one place where the reserved token ids are defined (docs/ARCHITECTURE.md):
-
-====  ===============  ======================================================
- id   symbol           use
-====  ===============  ======================================================
- 0    ``<blank>``      CTC blank; never a decoder target
- 1    ``<unk>``        unknown character / piece
- 2    ``<sos/eos>``    AR decoder start and end symbol
- 3    ``<mask>``       Mask-CTC decoder input for masked positions
- 4…   regular tokens   characters (``CharTokenizer``) or pieces (``BPETokenizer``)
-====  ===============  ======================================================
+The reserved token ids (``<blank>``, ``<unk>``, ``<sos/eos>``, ``<mask>``) are defined in
+:mod:`kdlab.tokens` and re-exported here; regular tokens start at ``NUM_SPECIAL``.
 
 The paper (Sec. 4.1) models AISHELL-1 with 4,233 characters and LibriSpeech with 5,000 BPE units; the
 embedded mini corpora use the same two tokenizer kinds at a few hundred units.
@@ -26,14 +17,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-BLANK = 0
-UNK = 1
-SOS_EOS = 2
-MASK = 3
-NUM_SPECIAL = 4
-IGNORE_ID = -1
+from kdlab.tokens import BLANK, IGNORE_ID, MASK, NUM_SPECIAL, SOS_EOS, SPECIAL_PIECES, UNK  # noqa: F401
 
-SPECIAL_PIECES = ("<blank>", "<unk>", "<sos/eos>", "<mask>")
 UNK_SURFACE = "\u2047"  # "⁇": one character, so an unknown token counts as one CER unit
 CONFIG_NAME = "tokenizer.json"
 LANGS = ("en", "zh")

@@ -104,8 +104,8 @@ class Distiller:
     def _dec_seq(self, student: torch.nn.Module, s_out: dict, nb: NBestBatch, weights: torch.Tensor,
                  batch_size: int) -> torch.Tensor:
         """Eq 12: mask each ŷ as in training (k ~ U{1..|ŷ|} distinct positions), score the student's CMLM."""
-        from kdlab.data.tokenizer import MASK
         from kdlab.models.maskctc import sample_mlm_mask
+        from kdlab.tokens import MASK
 
         keep = nb.lens > 0  # an empty ŷ has no position to mask: it contributes nothing
         hyps, lens, utt, w = nb.tokens[keep], nb.lens[keep], nb.utt[keep], weights[keep]

@@ -21,11 +21,8 @@ from typing import Callable
 
 import torch
 
-from kdlab.data.tokenizer import BLANK, MASK, SOS_EOS
 from kdlab.models.ctc import frames_needed
-
-# classes the AR teacher never predicts as a token of y; dropped from its decoder distribution (eq 11)
-TEACHER_EXCLUDED = (BLANK, SOS_EOS, MASK)
+from kdlab.tokens import NON_TOKENS
 
 CtcNll = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -116,7 +113,7 @@ def teacher_token_dist(teacher_logits: torch.Tensor) -> torch.Tensor:
     renormalised (a softmax over the regular tokens, <unk> included). (B, L, V) logits → (B, L, V) probs.
     """
     excluded = torch.zeros(teacher_logits.size(-1), dtype=torch.bool, device=teacher_logits.device)
-    excluded[list(TEACHER_EXCLUDED)] = True
+    excluded[list(NON_TOKENS)] = True
     return teacher_logits.detach().masked_fill(excluded, float("-inf")).softmax(-1)
 
 

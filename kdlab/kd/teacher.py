@@ -29,9 +29,10 @@ from typing import Any, Callable, Iterable
 import torch
 
 from kdlab.checkpoint import sha256_file  # noqa: F401 (re-exported)
-from kdlab.data.tokenizer import IGNORE_ID, sha256_dir, tokenizer_sha256  # noqa: F401 (re-exported)
+from kdlab.data.tokenizer import sha256_dir, tokenizer_sha256  # noqa: F401 (re-exported)
 from kdlab.errors import UserError
 from kdlab.models.ar import add_sos_eos
+from kdlab.tokens import IGNORE_ID
 
 CACHE_FORMAT = "kdlab-nbest-1"
 Entries = dict[str, list[tuple[list[int], float]]]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from kdlab.data.tokenizer import IGNORE_ID, SOS_EOS
 from kdlab.models.base import JointCTCModel, make_decoder
 from kdlab.models.config import ModelConfig
 from kdlab.models.losses import label_smoothing_loss, token_accuracy
 from kdlab.nn.decoder import LayerCache, select_cache
 from kdlab.nn.masks import length_mask
+from kdlab.tokens import IGNORE_ID, SOS_EOS
 
 
 def add_sos_eos(tokens: torch.Tensor, token_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

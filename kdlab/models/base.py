@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdlab.data.tokenizer import BLANK, MASK, NUM_SPECIAL, SOS_EOS
 from kdlab.models.config import ModelConfig
 from kdlab.models.ctc import CTCHead, ctc_loss
 from kdlab.nn.conformer import ConformerEncoder
 from kdlab.nn.decoder import TransformerDecoder
 from kdlab.nn.masks import length_mask
+from kdlab.tokens import BLANK, MASK, NUM_SPECIAL, SOS_EOS
 
 
 def check_targets(tokens: torch.Tensor, token_lens: torch.Tensor, vocab_size: int) -> None:

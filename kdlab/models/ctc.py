@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdlab.data.tokenizer import BLANK
 from kdlab.nn.masks import length_mask
+from kdlab.tokens import BLANK
 
 
 class CTCHead(nn.Module):

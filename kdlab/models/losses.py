@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kdlab.data.tokenizer import IGNORE_ID
+from kdlab.tokens import IGNORE_ID
 
 
 def smoothed_targets(targets: torch.Tensor, vocab_size: int, smoothing: float) -> torch.Tensor:

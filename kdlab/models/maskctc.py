@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from kdlab.data.tokenizer import IGNORE_ID, MASK
 from kdlab.models.base import JointCTCModel, make_decoder
 from kdlab.models.config import ModelConfig
 from kdlab.models.losses import label_smoothing_loss, token_accuracy
 from kdlab.nn.masks import length_mask
+from kdlab.tokens import IGNORE_ID, MASK
 
 
 def sample_mlm_mask(

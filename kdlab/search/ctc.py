@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from kdlab.data.tokenizer import BLANK
 from kdlab.search.types import CTCGreedyTrace, CTCResult, Hyp, PrefixBeamTrace, Segment
+from kdlab.tokens import BLANK
 
 NEG_INF = float("-inf")
 

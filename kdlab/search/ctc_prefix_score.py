@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kdlab.data.tokenizer import BLANK
+from kdlab.tokens import BLANK
 
 LOG_FLOOR = -1.0e4
 

@@ -38,10 +38,10 @@ from typing import Any
 
 import torch
 
-from kdlab.data.tokenizer import BLANK, MASK, SOS_EOS
 from kdlab.nn.decoder import select_cache
 from kdlab.search.ctc_prefix_score import CTCPrefixScorer
 from kdlab.search.types import AttentionBeamTrace, BeamStep, Hyp
+from kdlab.tokens import BLANK, MASK, SOS_EOS
 
 # (ys (N, l), rows (N,), cache) -> (log-probs (N, V), cache); rows = utterance index of each hypothesis.
 # The cache is reordered with kdlab.nn.decoder.select_cache (tensors with the hypotheses on dim 0).

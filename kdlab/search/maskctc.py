@@ -20,19 +20,18 @@ from collections.abc import Callable
 
 import torch
 
-from kdlab.data.tokenizer import BLANK, MASK, SOS_EOS
 from kdlab.search.ctc import greedy_tensors
 from kdlab.search.types import MaskCTCTrace, MaskIteration
+from kdlab.tokens import MASK, NON_TOKENS, SOS_EOS
 
 # (ys_in (N, L), ys_lens (N,), rows (N,)) -> logits (N, L, V); rows = utterance index of each sequence
 MLMFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-NEVER = (BLANK, SOS_EOS, MASK)
 
 
 def mlm_log_posteriors(logits: torch.Tensor) -> torch.Tensor:
     """log p_mlm(y | y_obs, H) (eq 4) over the predictable tokens; (N, L, V) -> (N, L, V)."""
     logits = logits.float().clone()
-    logits[..., list(NEVER)] = float("-inf")
+    logits[..., list(NON_TOKENS)] = float("-inf")
     return logits.log_softmax(dim=-1)
 
 

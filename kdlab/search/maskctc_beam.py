@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import torch
 
-from kdlab.data.tokenizer import MASK
 from kdlab.search.ctc import greedy_tensors
 from kdlab.search.kbest import topk_fill_sets
 from kdlab.search.maskctc import MLMFn, fill_count, initial_masks, mlm_log_posteriors
 from kdlab.search.types import BeamHypState, Hyp, MaskBeamIteration, MaskBeamTrace
+from kdlab.tokens import MASK
 
 
 def select_distinct(utt: torch.Tensor, ys: torch.Tensor, score: torch.Tensor, B: int) -> torch.Tensor:

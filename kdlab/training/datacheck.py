@@ -27,7 +27,7 @@ def check_split(cfg: ExperimentConfig, split: str, tokenizer: Any) -> tuple[list
     """Usable records of ``split`` and the report of those left out; raises :class:`ManifestError` when
     none is usable, or when any is not and ``data.strict`` is set."""
     from kdlab.data.features import SPEEDS
-    from kdlab.data.tokenizer import UNK
+    from kdlab.tokens import UNK
 
     manifest = cfg.data.manifest(split)
     fastest = max(SPEEDS) if split == "train" and cfg.data.speed_perturb else 1.0
