@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 from kdlab.models.ctc import frames_needed
+from kdlab.nn.masks import length_mask
 from kdlab.tokens import NON_TOKENS
 
 CtcNll = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -43,13 +44,6 @@ def check_same_grid(student: torch.Tensor, teacher: torch.Tensor, what: str) -> 
                          "teacher and student must share one tokenizer")
 
 
-def length_mask(lens: torch.Tensor, t_max: int) -> torch.Tensor:
-    """(B,) lengths → (B, t_max) bool, True on valid positions; lengths beyond t_max raise."""
-    if lens.numel() and int(lens.max()) > t_max:
-        raise ValueError(f"a length ({int(lens.max())}) exceeds the padded size {t_max}")
-    return torch.arange(t_max, device=lens.device).unsqueeze(0) < lens.unsqueeze(1)
-
-
 def enc_frame_kd(student_logp: torch.Tensor, teacher_logp: torch.Tensor, lens: torch.Tensor,
                  norm: str = "utterance") -> torch.Tensor:
     """Eq 7, encoder frame-level KD: −Σ_t Σ_c P_t(c) log Q_t(c) over the CTC posteriors.
@@ -58,7 +52,7 @@ def enc_frame_kd(student_logp: torch.Tensor, teacher_logp: torch.Tensor, lens: t
     norm: "utterance" (Σ over frames, mean over utterances) or "frame" (mean over all valid frames).
     """
     check_same_grid(student_logp, teacher_logp, "encoder frame KD (eq 7)")
-    valid = length_mask(lens.to(student_logp.device), student_logp.size(1))  # (B, T')
+    valid = length_mask(lens.to(student_logp.device), student_logp.size(1), strict=True)  # (B, T')
     p = teacher_logp.detach().exp()  # (B, T', V)
     ce = -(p * student_logp).sum(-1)  # (B, T')
     ce = torch.where(valid, ce, torch.zeros_like(ce))

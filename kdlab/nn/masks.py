@@ -8,9 +8,15 @@ from __future__ import annotations
 import torch
 
 
-def length_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
-    """Return ``(B, T)`` bool, True for frames ``t < lengths[b]``."""
-    max_len = int(lengths.max().item()) if max_len is None else max_len
+def length_mask(lengths: torch.Tensor, max_len: int | None = None, strict: bool = False) -> torch.Tensor:
+    """Return ``(B, T)`` bool, True for frames ``t < lengths[b]``.
+
+    ``strict``: a length beyond ``max_len`` raises ValueError instead of being cut (costs a device sync).
+    """
+    if max_len is None:
+        max_len = int(lengths.max().item())
+    elif strict and lengths.numel() and int(lengths.max()) > max_len:
+        raise ValueError(f"a length ({int(lengths.max())}) exceeds the padded size {max_len}")
     steps = torch.arange(max_len, device=lengths.device)  # (T,)
     return steps.unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from kdlab.nn.masks import length_mask
 from kdlab.search.types import CTCGreedyTrace, CTCResult, Hyp, PrefixBeamTrace, Segment
 from kdlab.tokens import BLANK
 
@@ -48,7 +49,7 @@ def greedy_tensors(logp: torch.Tensor, lens: torch.Tensor) -> GreedyTensors:
     dev = logp.device
     best_logp, ids = logp.max(dim=-1)  # (B, T)
     probs = best_logp.exp()
-    valid = torch.arange(T, device=dev)[None, :] < lens.to(dev)[:, None]  # (B, T)
+    valid = length_mask(lens.to(dev), T)  # (B, T)
     prev = torch.cat([torch.full_like(ids[:, :1], -1), ids[:, :-1]], dim=1)
     starts_seg = (ids != prev) & valid  # (B, T) a new run of identical ids begins
     seg = starts_seg.long().cumsum(dim=1) - 1  # (B, T) run index of each frame

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import torch
 
+from kdlab.nn.masks import length_mask
 from kdlab.search.ctc import greedy_tensors
 from kdlab.search.types import MaskCTCTrace, MaskIteration
 from kdlab.tokens import MASK, NON_TOKENS, SOS_EOS
@@ -46,7 +47,7 @@ def initial_masks(
         raise ValueError(f"p_thr must be in [0, 1], got {p_thr}")
     g = greedy_tensors(ctc_logp, lens)
     L = g.tokens.shape[1]
-    valid = torch.arange(L, device=g.tokens.device)[None, :] < g.lens[:, None]
+    valid = length_mask(g.lens, L)  # (B, L)
     special = (g.tokens == SOS_EOS) | (g.tokens == MASK)  # an untrained CTC head may emit these
     mask = ((g.conf < p_thr) | special) & valid  # (B, L)
     ys = g.tokens.masked_fill(mask, MASK)
