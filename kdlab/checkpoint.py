@@ -16,16 +16,15 @@ Run folder layout: ``config.yaml``, ``tokenizer/``, ``cmvn.json``, ``epoch-N.pt`
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from kdlab.data.files import atomic_file
 from kdlab.errors import UserError
 
 EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
@@ -46,27 +45,16 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 def save_atomic(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then ``os.replace`` onto ``path``.
+    """``torch.save`` to ``path`` atomically (:func:`kdlab.data.files.atomic_file`).
 
     A crash at any point leaves either the previous file or the new one under ``path``, never a
     partial file; the temp file is removed on failure, and one left by a killed process is removed by
     the next save of the same file. The file gets the mode the umask gives new files (e.g. 0644).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent, path.name)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_file(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def remove_stale_temps(folder: str | Path, name: str = "*.pt") -> list[Path]:
@@ -76,25 +64,6 @@ def remove_stale_temps(folder: str | Path, name: str = "*.pt") -> list[Path]:
     for tmp in stale:
         tmp.unlink(missing_ok=True)
     return stale
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some platforms cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def resolve_checkpoint_path(path: str | Path) -> Path:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdlab.data.audio import AudioError, audio_info, read_audio
-from kdlab.data.textfile import utf8_lines
+from kdlab.data.files import atomic_file, utf8_lines
 from kdlab.errors import UserError
 
 REQUIRED = ("id", "path", "duration", "text", "speaker")
@@ -53,13 +53,9 @@ def read_manifest(path: str | Path) -> list[dict]:
 
 def write_manifest(path: str | Path, records: Iterable[dict]) -> None:
     """Write records as JSONL (UTF-8, one per line), atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         for rec in records:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def ctc_output_frames(duration_s: float, subsampling: int = 4, frame_shift_s: float = 0.01,

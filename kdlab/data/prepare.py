@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdlab.data.audio import AudioError, audio_info
+from kdlab.data.files import utf8_lines
 from kdlab.data.manifest import write_manifest
-from kdlab.data.textfile import utf8_lines
 from kdlab.errors import UserError
 
 KINDS = ("missing_audio", "missing_transcript", "unreadable_audio", "empty_transcript")

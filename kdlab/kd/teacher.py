@@ -20,8 +20,6 @@ without ``end_rule`` was searched with the "exact" rule).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -29,6 +27,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from kdlab.checkpoint import sha256_file  # noqa: F401 (re-exported)
+from kdlab.data.files import atomic_file
 from kdlab.data.tokenizer import sha256_dir, tokenizer_sha256  # noqa: F401 (re-exported)
 from kdlab.errors import UserError
 from kdlab.models.ar import add_sos_eos
@@ -64,20 +63,12 @@ class NBestCache:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file + rename): a crash never leaves a half-written cache."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(json.dumps(self.header()) + "\n")
-                for utt_id, hyps in self.entries.items():
-                    rows = [[list(map(int, toks)), float(score)] for toks, score in hyps]
-                    f.write(json.dumps({"id": utt_id, "hyps": rows}, ensure_ascii=False) + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        with atomic_file(path) as f:
+            f.write(json.dumps(self.header()) + "\n")
+            for utt_id, hyps in self.entries.items():
+                rows = [[list(map(int, toks)), float(score)] for toks, score in hyps]
+                f.write(json.dumps({"id": utt_id, "hyps": rows}, ensure_ascii=False) + "\n")
+        return Path(path)
 
     def mismatches(self, expected: dict[str, Any]) -> list[str]:
         """Header fields that differ from ``expected`` (same keys as `header`), as readable strings."""

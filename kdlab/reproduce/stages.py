@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdlab.data.files import write_text_atomic
 from kdlab.reproduce.jobs import Job, log
 from kdlab.reproduce.presets import ReproducePreset
 
@@ -68,10 +69,7 @@ def is_done(folder: Path, marker: str = DONE) -> bool:
 
 
 def mark_done(folder: Path, info: dict, marker: str = DONE) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (marker + ".tmp")
-    tmp.write_text(json.dumps(info, indent=1))
-    tmp.replace(folder / marker)
+    write_text_atomic(folder / marker, json.dumps(info, indent=1))
 
 
 def checkpoint_of(run_dir: Path) -> Path:
@@ -166,11 +164,7 @@ def write_stage_config(cfg: dict, path: Path) -> Path:
     """Write a stage's config (YAML) atomically; returns ``path``."""
     import yaml
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, yaml.safe_dump(cfg, sort_keys=False))
 
 
 # ----------------------------------------------------------------------------- what a stage does

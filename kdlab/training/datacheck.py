@@ -11,11 +11,11 @@ folder too. With ``data.strict`` any unusable utterance is an error instead.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from kdlab.config import ExperimentConfig
+from kdlab.data.files import write_text_atomic
 from kdlab.data.manifest import ManifestError, SkipReport, read_manifest, validate
 
 DATA_REPORT = "data_report.json"
@@ -68,9 +68,7 @@ def load_report(run_dir: Path) -> dict[str, SkipReport]:
 def save_report(run_dir: Path, reports: dict[str, SkipReport]) -> None:
     """Write the report atomically (other DDP ranks may be reading the previous one)."""
     data = {split: report.to_dict() for split, report in reports.items()}
-    tmp = run_dir / f".{DATA_REPORT}.tmp"
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, run_dir / DATA_REPORT)
+    write_text_atomic(run_dir / DATA_REPORT, json.dumps(data, ensure_ascii=False, indent=1))
 
 
 def merge(report: SkipReport, skips: list[dict]) -> list[dict]:
