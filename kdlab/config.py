@@ -152,7 +152,7 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = field_names(cls)
     kwargs = {}
     for key, value in data.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
@@ -160,6 +160,24 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
             raise ConfigError(f"unknown config key '{dotted}' (allowed: {', '.join(sorted(names))})")
         kwargs[key] = _check_value(value, hints[key], dotted)
     return cls(**kwargs)
+
+
+def field_names(cls: type) -> set[str]:
+    """The field names of dataclass ``cls``: the keys its config section may have."""
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def unknown_keys(cls: type, data: dict) -> list[str]:
+    """The keys of ``data`` that are no field of dataclass ``cls``, sorted."""
+    return sorted(set(data) - field_names(cls))
+
+
+def from_dict_strict(cls: type, data: dict, key: str, unknown: str) -> Any:
+    """``from_dict`` for a dataclass's own ``from_dict``: unknown keys raise ConfigError with the message
+    ``unknown`` formatted with ``{keys}`` (the unknown ones, sorted) and ``{known}``."""
+    if keys := unknown_keys(cls, data):
+        raise ConfigError(unknown.format(keys=keys, known=sorted(field_names(cls))))
+    return from_dict(cls, data, key)
 
 
 def validated_from_dict(cls: type, data: Any, key: str) -> Any:
@@ -186,10 +204,8 @@ def to_dict(obj: Any) -> Any:
 def _kd_from_dict(data: Any) -> Any:
     if data is None:
         return None
-    try:
-        from kdlab.kd.config import KDConfig
-    except ImportError as err:
-        raise ConfigError(f"kd: a kd section needs kdlab.kd.config, which is unavailable ({err})") from err
+    from kdlab.kd.config import KDConfig
+
     return validated_from_dict(KDConfig, data, "kd")
 
 

@@ -12,10 +12,10 @@ CTC/attention beam search (beam 10, CTC weight 0.3).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from kdlab.config import from_dict_strict, to_dict
 from kdlab.search.joint_beam import END_RULES
 
 ON_MISMATCH = ("error", "recompute")
@@ -86,14 +86,11 @@ class KDConfig:
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain dict (YAML friendly; :func:`kdlab.config.to_dict`)."""
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> KDConfig:
-        """Build from a dict (e.g. the `kd:` section of a YAML file); unknown keys raise ValueError."""
-        d = dict(d or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown KD config key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        """Build from a dict (e.g. the `kd:` section of a YAML file; :func:`kdlab.config.from_dict`);
+        unknown keys raise ValueError."""
+        return from_dict_strict(cls, dict(d or {}), "kd", "unknown KD config key(s) {keys}; known: {known}")

@@ -12,8 +12,10 @@ The paper's own Table 2 numbers (115.0 / 46.8 / 12.4 / 6.5 M) mix vocabularies (
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
+
+from kdlab.config import from_dict_strict, to_dict
 
 
 @dataclass(frozen=True)
@@ -53,17 +55,13 @@ class ModelConfig:
             raise ValueError(f"ModelConfig: lsm_weight={self.lsm_weight} must lie in [0, 1)")
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (YAML / checkpoint friendly)."""
-        return asdict(self)
+        """Plain dict (YAML / checkpoint friendly; :func:`kdlab.config.to_dict`)."""
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        """Inverse of ``to_dict``; unknown keys are an error (typos must not pass silently)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"ModelConfig: unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        """Inverse of ``to_dict`` (:func:`kdlab.config.from_dict`); unknown keys are an error."""
+        return from_dict_strict(cls, data, "model.config", "ModelConfig: unknown keys {keys}; known: {known}")
 
     def with_updates(self, **changes: Any) -> "ModelConfig":
         """A copy with some fields changed (validated)."""

@@ -127,13 +127,15 @@ def student_epochs(preset: ReproducePreset, criterion: str) -> int:
 
 
 def kd_section(preset: ReproducePreset, teacher_ckpt: Path, criterion: str) -> dict:
-    """The ``kd:`` config of stage 1 (F-KD) or stage 2 (S-KD) with the paper's weights."""
-    common = {"enabled": True, "teacher": str(teacher_ckpt), "nbest": preset.nbest, "beam": max(preset.nbest, 10)}
-    if criterion == "fkd":  # paper stage 1: beta_F=1, beta_S=0, gamma_enc=0.5, gamma_dec=0.3
-        return {**common, "beta_f": 1.0, "beta_s": 0.0, "gamma_enc": 0.5, "gamma_dec": 0.3}
-    # paper stage 2: beta_F=beta_S=1, gamma_enc=gamma_dec=0.5
-    return {**common, "beta_f": 1.0, "beta_s": 1.0, "gamma_enc": 0.5, "gamma_dec": 0.5,
-            "nbest_cache": str(teacher_ckpt.parent / NBEST_FILE)}
+    """The ``kd:`` config of stage 1 (F-KD, :meth:`KDConfig.stage1`) or stage 2 (S-KD, :meth:`KDConfig.stage2`)
+    with the paper's weights (eq 10, 13)."""
+    from kdlab.config import to_dict
+    from kdlab.kd.config import KDConfig
+
+    search = {"nbest": preset.nbest, "beam": max(preset.nbest, 10)}
+    if criterion == "fkd":
+        return to_dict(KDConfig.stage1(str(teacher_ckpt), **search))
+    return to_dict(KDConfig.stage2(str(teacher_ckpt), **search, nbest_cache=str(teacher_ckpt.parent / NBEST_FILE)))
 
 
 def student_config(preset: ReproducePreset, corpus: Path, run: StudentRun, teacher_dir: Path,
