@@ -1,4 +1,4 @@
-"""The ``kdlab`` command. Each sub-command lives in its own module, imported only when used.
+"""The ``kdlab`` command. Each sub-command lives in its own module, ``<folder>/<command>_cli.py``.
 
 A command module exposes ``add_arguments(parser)`` and ``main(args) -> int``. An error caused by the
 user's input (``kdlab.errors.USER_ERRORS``) is printed as one line and exits with code 2; ``--debug``
@@ -15,7 +15,8 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("kdlab.data.data_cli", "synthesise embedded corpora or prepare real ones (synth|prepare)"),
     "params": ("kdlab.models.params_cli", "print a preset's parameter counts (encoder, decoder, CTC, total)"),
-    "train": ("kdlab.training.train_cli", "train an AR or Mask-CTC model (optionally distilled) from a YAML config"),
+    "train": ("kdlab.training.train_cli",
+              "train an AR or Mask-CTC model (optionally distilled) from a YAML config"),
     "average": ("kdlab.training.average_cli", "average the last N epoch checkpoints of a run"),
     "decode": ("kdlab.evaluate.decode_cli", "decode a set with one or more search methods, write results"),
     "align": ("kdlab.evaluate.align_cli", "CTC forced alignment of one utterance"),
@@ -31,21 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        try:
-            importlib.import_module(module).add_arguments(p)
-        except ModuleNotFoundError as err:  # a command whose module is not installed yet
-            if err.name != module:
-                raise
-            p.set_defaults(_missing=module)
+        importlib.import_module(module).add_arguments(p)
         p.set_defaults(_module=module)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "_missing", None):
-        print(f"kdlab {args.command}: not available in this build ({args._missing})", file=sys.stderr)
-        return 2
     from kdlab.errors import USER_ERRORS
 
     try:

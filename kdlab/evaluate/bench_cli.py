@@ -144,11 +144,8 @@ def print_decode(res: dict) -> None:
 
 
 def bench_train(args: argparse.Namespace) -> dict:
-    try:
-        from kdlab.training.fit import benchmark_throughput
-    except ImportError as err:
-        msg = f"training benchmark unavailable: kdlab.training.fit has no benchmark_throughput ({err})"
-        raise RuntimeError(msg) from err
+    from kdlab.training.bench import benchmark_throughput
+
     if args.threads > 0:
         import torch
 

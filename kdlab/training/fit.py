@@ -31,13 +31,13 @@ from kdlab.checkpoint import (
     save_atomic,
     set_rng_state,
 )
-from kdlab.config import ExperimentConfig, load_config, resolve_model_config, to_dict
+from kdlab.config import ExperimentConfig, resolve_model_config, to_dict
 from kdlab.training.bench import benchmark_throughput
 from kdlab.training.data import build_loader, set_loader_epoch
 from kdlab.training.datacheck import record_failures, usable_data
 from kdlab.training.logger import MetricsLogger
 from kdlab.training.loop import TrainingDiverged, TrainState, compute_loss, train_one_epoch, validate
-from kdlab.training.rundir import CMVN_FILE, CONFIG_FILE, TOKENIZER_DIR, prepare_run
+from kdlab.training.rundir import CMVN_FILE, TOKENIZER_DIR, prepare_run
 from kdlab.training.runtime import (
     Runtime,
     autocast_dtype,
@@ -259,7 +259,3 @@ def epoch_line(epoch: int, epochs: int, result: dict) -> str:
     shown = " ".join(f"{k} {result[k]:.4g}" for k in keys if isinstance(result.get(k), (int, float)))
     return f"epoch {epoch}/{epochs}: {shown} ({result.get('train_s', 0.0):.0f} s)"
 
-
-def load_run_config(run_dir: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """The config a run was started with (``<run>/config.yaml``), with dotted overrides applied."""
-    return load_config(Path(run_dir) / CONFIG_FILE, overrides)
