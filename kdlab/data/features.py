@@ -23,6 +23,8 @@ from kdlab.errors import UserError
 SAMPLE_RATE = 16000
 SPEEDS = (0.9, 1.0, 1.1)
 
+FRAME_SHIFT_S = 0.01  # fbank frame shift (10 ms): audio seconds = feature frames × shift
+
 
 @dataclass(frozen=True)
 class FbankConfig:

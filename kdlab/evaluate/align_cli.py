@@ -11,8 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-SUBSAMPLING = 4
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="checkpoint inside a run folder")
@@ -27,8 +25,10 @@ def align_utterance(args: argparse.Namespace) -> list[dict]:
     import torch
 
     from kdlab.checkpoint import load_model_from_checkpoint
+    from kdlab.data.features import FRAME_SHIFT_S
     from kdlab.data.tokenizer import normalize_text
-    from kdlab.evaluate.sets import FRAME_SHIFT_S, load_records, make_batches, resolve_set
+    from kdlab.evaluate.sets import load_records, make_batches, resolve_set
+    from kdlab.nn.subsampling import SUBSAMPLING
     from kdlab.search.ctc import ctc_forced_align
 
     model, tokenizer, cmvn, exp_cfg = load_model_from_checkpoint(args.ckpt)

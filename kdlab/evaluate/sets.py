@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kdlab.data.features import FRAME_SHIFT_S
 from kdlab.errors import UserError
-
-FRAME_SHIFT_S = 0.01  # fbank frame shift (10 ms); audio seconds = feature frames × shift
 
 
 class SetError(UserError, ValueError):

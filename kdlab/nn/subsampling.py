@@ -7,6 +7,8 @@ from torch import nn
 
 from kdlab.nn.masks import subsampled_lengths
 
+SUBSAMPLING = 4  # input frames per encoder frame, of every kdlab model
+
 
 class Conv2dSubsampling4(nn.Module):
     """Two Conv2d(kernel 3, stride 2) + ReLU, then Linear(c * F' -> d); ``c`` channels (ESPnet: c = d).

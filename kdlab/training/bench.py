@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-FRAME_SHIFT_S = 0.01  # fbank frame shift: 10 ms per frame
+from kdlab.data.features import FRAME_SHIFT_S
 
 
 def _manifest_lang(manifest: Path) -> str:

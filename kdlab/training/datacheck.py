@@ -17,9 +17,9 @@ from typing import Any
 from kdlab.config import ExperimentConfig
 from kdlab.data.files import write_text_atomic
 from kdlab.data.manifest import ManifestError, SkipReport, read_manifest, validate
+from kdlab.nn.subsampling import SUBSAMPLING
 
 DATA_REPORT = "data_report.json"
-SUBSAMPLING = 4  # the Conv2d front-end of every kdlab model
 SPLITS = ("train", "dev")
 
 
