@@ -40,8 +40,9 @@ def check_targets(tokens: torch.Tensor, token_lens: torch.Tensor, vocab_size: in
 def make_decoder(cfg: ModelConfig, vocab_size: int, causal: bool) -> TransformerDecoder:
     """The Transformer decoder of ``cfg``: causal for the AR model (eq 1–2), bidirectional CMLM (eq 4)."""
     return TransformerDecoder(
-        vocab_size, cfg.d_model, cfg.heads, cfg.ffn_dim, cfg.dec_blocks, cfg.dropout, cfg.pos_dropout,
-        cfg.attn_dropout, causal=causal, rel_pos=cfg.cmlm_rel_pos and not causal,
+        vocab_size=vocab_size, d_model=cfg.d_model, heads=cfg.heads, ffn_dim=cfg.ffn_dim, blocks=cfg.dec_blocks,
+        dropout=cfg.dropout, pos_dropout=cfg.pos_dropout, attn_dropout=cfg.attn_dropout,
+        causal=causal, rel_pos=cfg.cmlm_rel_pos and not causal,
         embed_std=None if causal else cfg.cmlm_embed_std or None,
     )
 
@@ -55,16 +56,9 @@ class JointCTCModel(nn.Module):
             raise ValueError(f"vocab_size={vocab_size} must exceed the {NUM_SPECIAL} special tokens")
         self.cfg, self.vocab_size = cfg, vocab_size
         self.encoder = ConformerEncoder(
-            cfg.n_mels,
-            cfg.d_model,
-            cfg.heads,
-            cfg.ffn_dim,
-            cfg.enc_blocks,
-            cfg.cnn_kernel,
-            cfg.dropout,
-            cfg.pos_dropout,
-            cfg.attn_dropout,
-            subsample_channels=cfg.subsample_channels,
+            n_mels=cfg.n_mels, d_model=cfg.d_model, heads=cfg.heads, ffn_dim=cfg.ffn_dim, blocks=cfg.enc_blocks,
+            kernel=cfg.cnn_kernel, dropout=cfg.dropout, pos_dropout=cfg.pos_dropout,
+            attn_dropout=cfg.attn_dropout, subsample_channels=cfg.subsample_channels,
         )
         self.ctc = CTCHead(cfg.d_model, vocab_size)
 

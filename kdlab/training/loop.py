@@ -20,7 +20,8 @@ from kdlab.training.logger import MetricsLogger
 from kdlab.training.runtime import Runtime, all_reduce_min, all_reduce_sum, autocast
 from kdlab.training.schedule import NoamSchedule
 
-Distiller = Callable[[nn.Module, dict, dict], tuple[torch.Tensor, dict]]
+# the KD term of eq 13 for one batch: (model, batch, outputs) -> (loss, metrics); kdlab.kd.Distiller is one
+KDTerm = Callable[[nn.Module, dict, dict], tuple[torch.Tensor, dict]]
 
 
 class TrainingDiverged(UserError, RuntimeError):
@@ -39,7 +40,7 @@ class TrainState:
     rt: Runtime
     cfg: TrainConfig
     amp_dtype: torch.dtype | None = None
-    distiller: Distiller | None = None
+    distiller: KDTerm | None = None
     logger: MetricsLogger | None = None
     step: int = 0
     bad_in_row: int = 0
@@ -81,7 +82,7 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def compute_loss(model: nn.Module, batch: dict, kd: Distiller | None = None,
+def compute_loss(model: nn.Module, batch: dict, kd: KDTerm | None = None,
                  student: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of one batch (eq 13) and its metrics as floats.
 
