@@ -100,6 +100,16 @@ def test_nan_batches_are_skipped_and_counted() -> None:
     assert math.isfinite(metrics["loss"])
 
 
+def test_progress_bar_only_on_a_terminal(capsys: pytest.CaptureFixture) -> None:
+    """Off a terminal (a log file) tqdm draws nothing: no carriage-return redraws in the log."""
+    torch.manual_seed(0)
+    model = Toy()
+    state = _state(model, progress=True)
+    train_one_epoch(state, [_batch("a", 1), _batch("b", 2)], epoch=1)
+    err = capsys.readouterr().err
+    assert "\r" not in err and "epoch 1" not in err
+
+
 class NormToy(Toy):
     """The toy with a BatchNorm in front: a train-mode forward updates its running statistics."""
 

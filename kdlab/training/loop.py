@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -174,6 +175,11 @@ def _skip_batch(state: TrainState, batch: dict, epoch: int) -> None:
             "check the data, or use fp32")
 
 
+def interactive() -> bool:
+    """Progress bars only on a terminal or in a notebook; a log file gets fit's one line per epoch."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+
 def train_one_epoch(state: TrainState, loader, epoch: int) -> dict[str, float]:
     """Train over ``loader`` once; returns epoch means (all ranks) plus ``skipped``: batches whose loss
     (or, in fp32, whose gradient) was not finite and so did not update the model — neither its
@@ -184,7 +190,8 @@ def train_one_epoch(state: TrainState, loader, epoch: int) -> dict[str, float]:
     state.model.train()
     n_batches = all_reduce_min(len(loader), rt)  # equal step counts on every rank
     epoch_avg, window, skipped, window_skipped, micro = Averager(), Averager(), 0, 0, 0
-    bar = tqdm(total=n_batches, desc=f"epoch {epoch}", leave=False, disable=not (rt.is_main and cfg.progress))
+    bar = tqdm(total=n_batches, desc=f"epoch {epoch}", leave=False,
+               disable=not (rt.is_main and cfg.progress and interactive()))
     for i, batch in enumerate(loader):
         if i >= n_batches:
             break
