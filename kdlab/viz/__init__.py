@@ -1,1 +1,1 @@
-"""kdlab.viz."""
+"""Plots (search traces, learning curves): a placeholder; nothing here yet."""

@@ -1,1 +1,1 @@
-"""kdlab.widgets."""
+"""Notebook widgets: a placeholder; nothing here yet."""
