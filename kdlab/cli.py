@@ -1,8 +1,10 @@
 """The ``kdlab`` command. Each sub-command lives in its own module, ``<folder>/<command>_cli.py``.
 
-A command module exposes ``add_arguments(parser)`` and ``main(args) -> int``. An error caused by the
-user's input (``kdlab.errors.USER_ERRORS``) is printed as one line and exits with code 2; ``--debug``
-(or ``KDLAB_DEBUG=1``) shows its traceback instead.
+A command module exposes ``add_arguments(parser)`` and ``main(args) -> int`` (a sub-command's action in
+``args.action``), and may name in ``INPUT_ERRORS`` the further exception types that its input causes. An
+error caused by the user's input (``kdlab.errors.USER_ERRORS`` or those) is printed here, and only here,
+as one line, ``kdlab <command> [action]: error: <message>``, with exit code 2; ``--debug`` (or
+``KDLAB_DEBUG=1``) shows its traceback instead.
 """
 
 from __future__ import annotations
@@ -41,13 +43,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from kdlab.errors import USER_ERRORS
 
+    module = importlib.import_module(args._module)
     try:
-        return int(importlib.import_module(args._module).main(args) or 0)
-    except USER_ERRORS as err:
+        return int(module.main(args) or 0)
+    except (*USER_ERRORS, *getattr(module, "INPUT_ERRORS", ())) as err:
         if args.debug or os.environ.get("KDLAB_DEBUG") == "1":
             raise
-        print(f"kdlab {args.command}: error: {one_line(err)}", file=sys.stderr)
+        print(f"{label(args)}: error: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def label(args: argparse.Namespace) -> str:
+    """``kdlab <command>``, with its action where it has one (``kdlab data prepare``)."""
+    action = getattr(args, "action", None)
+    return f"kdlab {args.command}" + (f" {action}" if action else "")
 
 
 def one_line(err: BaseException) -> str:

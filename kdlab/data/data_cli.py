@@ -8,14 +8,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 DEFAULT_OUT = "data/cache/corpora/mini-{lang}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="data_command", required=True)
+    sub = parser.add_subparsers(dest="action", required=True)
     s = sub.add_parser("synth", help="synthesize mini-en / mini-zh with espeak-ng")
     s.add_argument("--lang", choices=("en", "zh", "all"), default="all")
     s.add_argument("--hours", type=float, default=3.0, help="training audio to synthesize (default 3.0)")
@@ -86,13 +85,5 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from kdlab.data.audio import AudioError
-    from kdlab.data.manifest import ManifestError
-    from kdlab.data.prepare import PrepareError
-
     handlers = {"synth": _synth, "prepare": _prepare, "check": _check}
-    try:
-        return handlers[args.data_command](args)
-    except (AudioError, ManifestError, PrepareError) as err:
-        print(f"kdlab data {args.data_command}: error: {err}", file=sys.stderr)
-        return 2
+    return handlers[args.action](args)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+INPUT_ERRORS = (ValueError,)  # an utterance that cannot be aligned (exit 2)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,14 +55,7 @@ def align_utterance(args: argparse.Namespace) -> list[dict]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from kdlab.checkpoint import CheckpointError
-    from kdlab.evaluate.sets import SetError
-
-    try:
-        segments = align_utterance(args)
-    except (CheckpointError, SetError, ValueError) as err:
-        print(f"kdlab align: {err}", file=sys.stderr)
-        return 2
+    segments = align_utterance(args)
     for s in segments:
         print(f"{s['piece']}\t{s['start_s']:.2f}\t{s['end_s']:.2f}\t{s['score']:.3f}")
     if args.json:

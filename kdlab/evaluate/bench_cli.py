@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,11 @@ AR_METHOD = "attention_beam10"
 AR_EXACT = "attention_beam10_exact"  # the same search with the "exact" end rule (kdlab.search.joint_beam)
 
 
+INPUT_ERRORS = (ValueError, RuntimeError)  # a bad method, set or device (exit 2)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="what", required=True)
+    sub = parser.add_subparsers(dest="action", required=True)
     d = sub.add_parser("decode", help="decode speed ratios and RTF (1 thread, batch 1)")
     d.add_argument("--ar", required=True, help="AR teacher checkpoint (in a run folder)")
     d.add_argument("--nar", required=True, help="Mask-CTC student checkpoint (in a run folder)")
@@ -155,19 +157,12 @@ def bench_train(args: argparse.Namespace) -> dict:
 
 
 def main(args: argparse.Namespace) -> int:
-    from kdlab.checkpoint import CheckpointError
-    from kdlab.evaluate.sets import SetError
-
-    try:
-        if args.what == "decode":
-            res = bench_decode(args)
-            print_decode(res)
-        else:
-            res = bench_train(args)
-            print(json.dumps(res, indent=2))
-    except (CheckpointError, SetError, ValueError, RuntimeError) as err:
-        print(f"kdlab bench {args.what}: {err}", file=sys.stderr)
-        return 2
+    if args.action == "decode":
+        res = bench_decode(args)
+        print_decode(res)
+    else:
+        res = bench_train(args)
+        print(json.dumps(res, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0

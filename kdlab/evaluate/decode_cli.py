@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+INPUT_ERRORS = (ValueError,)  # a bad --methods value or a model that cannot run a method (exit 2)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,14 +81,7 @@ def run_decode(args: argparse.Namespace) -> dict[str, dict]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from kdlab.checkpoint import CheckpointError
-    from kdlab.evaluate.sets import SetError
-
-    try:
-        summary = run_decode(args)
-    except (CheckpointError, SetError, ValueError) as err:
-        print(f"kdlab decode: {err}", file=sys.stderr)
-        return 2
+    summary = run_decode(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from kdlab.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,8 +33,7 @@ def main(args: argparse.Namespace) -> int:
     from kdlab.models import PRESETS
 
     if args.preset not in PRESETS:
-        print(f"kdlab params: unknown preset {args.preset!r}; known: {', '.join(PRESETS)}", file=sys.stderr)
-        return 2
+        raise UserError(f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
     print(f"preset {args.preset}, kind {args.kind}, vocab {args.vocab}")
     print(format_counts(preset_counts(args.preset, args.vocab, args.kind)))
     return 0

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 RECOMMENDED = ("recipe", "command", "corpus_seed", "results")  # card fields export cannot infer
 DROPPED_RESULT_KEYS = ("rtf",)  # machine-dependent; not part of a model card
+
+
+INPUT_ERRORS = (ValueError, OSError)  # bad --card/--field/--results values, unreadable files (exit 2)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -181,12 +183,4 @@ ACTIONS = {"list": do_list, "card": do_card, "export": do_export, "checkset": do
 
 
 def main(args: argparse.Namespace) -> int:
-    from kdlab.checkpoint import CheckpointError
-    from kdlab.config import ConfigError
-    from kdlab.evaluate.sets import SetError
-
-    try:
-        return ACTIONS[args.action](args) or 0
-    except (CheckpointError, ConfigError, SetError, ValueError, OSError) as err:
-        print(f"kdlab pretrained {args.action}: {err}", file=sys.stderr)
-        return 2
+    return ACTIONS[args.action](args) or 0

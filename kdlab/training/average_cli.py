@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -13,13 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from kdlab.checkpoint import CheckpointError, average_run, epoch_checkpoints
+    from kdlab.checkpoint import average_run, epoch_checkpoints
 
-    try:
-        out = average_run(args.run, args.n)
-    except CheckpointError as err:
-        print(f"kdlab average: {err}", file=sys.stderr)
-        return 2
+    out = average_run(args.run, args.n)
     used = [p.name for p in epoch_checkpoints(args.run)[-args.n:]]
     print(f"{out}: mean of {', '.join(used)}")
     return 0

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
+
+from kdlab.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +31,7 @@ def main(args: argparse.Namespace) -> int:
     config = args.config
     if config is None:
         if not args.resume:
-            print("kdlab train: --config is required (except with --resume)", file=sys.stderr)
-            return 2
+            raise UserError("--config is required (except with --resume)")
         config = args.out / "config.yaml"
     cfg = load_config(config, args.overrides + (["data.strict=true"] if args.strict else []))
     result = fit(cfg, args.out, resume=args.resume)  # bad input raises a kdlab.errors.UserError (exit 2)
