@@ -180,6 +180,26 @@ def from_dict_strict(cls: type, data: dict, key: str, unknown: str) -> Any:
     return from_dict(cls, data, key)
 
 
+class DictConfig:
+    """Mixin of a settings dataclass: ``to_dict`` / ``from_dict`` through this module's mechanism.
+
+    A subclass sets ``CONFIG_KEY`` (its section, for error messages) and ``UNKNOWN_KEYS`` (the message
+    for unknown keys, formatted with ``{keys}`` and ``{known}``).
+    """
+
+    CONFIG_KEY: typing.ClassVar[str] = "config"
+    UNKNOWN_KEYS: typing.ClassVar[str] = "unknown keys {keys}; known: {known}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML / checkpoint friendly)."""
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Any:
+        """Inverse of ``to_dict``; unknown keys and wrong types raise :class:`ConfigError` (a ValueError)."""
+        return from_dict_strict(cls, dict(data or {}), cls.CONFIG_KEY, cls.UNKNOWN_KEYS)
+
+
 def validated_from_dict(cls: type, data: Any, key: str) -> Any:
     """``from_dict`` for a dataclass that validates its own ranges: its ValueError becomes a ConfigError."""
     try:

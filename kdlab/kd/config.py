@@ -13,9 +13,9 @@ CTC/attention beam search (beam 10, CTC weight 0.3).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from kdlab.config import from_dict_strict, to_dict
+from kdlab.config import DictConfig
 from kdlab.search.joint_beam import END_RULES
 
 ON_MISMATCH = ("error", "recompute")
@@ -23,8 +23,12 @@ ENC_FRAME_NORMS = ("utterance", "frame")
 
 
 @dataclass
-class KDConfig:
-    """Knowledge-distillation settings; round-trips through a plain dict (YAML)."""
+class KDConfig(DictConfig):
+    """Knowledge-distillation settings; round-trips through a plain dict (YAML) with ``to_dict`` /
+    ``from_dict`` (:class:`kdlab.config.DictConfig`)."""
+
+    CONFIG_KEY: ClassVar[str] = "kd"
+    UNKNOWN_KEYS: ClassVar[str] = "unknown KD config key(s) {keys}; known: {known}"
 
     enabled: bool = False            # off: the student trains on L_jca (eq 6) alone
     teacher: str = ""                # path of the AR teacher checkpoint (epoch-N.pt or an average)
@@ -85,12 +89,4 @@ class KDConfig:
         base = dict(enabled=True, teacher=str(teacher), beta_f=1.0, beta_s=1.0, gamma_enc=0.5, gamma_dec=0.5)
         return cls(**{**base, **overrides})
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (YAML friendly; :func:`kdlab.config.to_dict`)."""
-        return to_dict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> KDConfig:
-        """Build from a dict (e.g. the `kd:` section of a YAML file; :func:`kdlab.config.from_dict`);
-        unknown keys raise ValueError."""
-        return from_dict_strict(cls, dict(d or {}), "kd", "unknown KD config key(s) {keys}; known: {known}")

@@ -13,14 +13,18 @@ The paper's own Table 2 numbers (115.0 / 46.8 / 12.4 / 6.5 M) mix vocabularies (
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, ClassVar
 
-from kdlab.config import from_dict_strict, to_dict
+from kdlab.config import DictConfig
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of a joint CTC/attention Conformer (shared by the AR teacher and Mask-CTC student)."""
+class ModelConfig(DictConfig):
+    """Architecture of a joint CTC/attention Conformer (shared by the AR teacher and Mask-CTC student);
+    ``to_dict`` / ``from_dict`` (unknown keys are an error) come from :class:`kdlab.config.DictConfig`."""
+
+    CONFIG_KEY: ClassVar[str] = "model.config"
+    UNKNOWN_KEYS: ClassVar[str] = "ModelConfig: unknown keys {keys}; known: {known}"
 
     d_model: int = 256  # attention dimension
     heads: int = 4  # attention heads (d_model % heads == 0)
@@ -54,14 +58,6 @@ class ModelConfig:
         if not 0.0 <= self.lsm_weight < 1.0:
             raise ValueError(f"ModelConfig: lsm_weight={self.lsm_weight} must lie in [0, 1)")
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (YAML / checkpoint friendly; :func:`kdlab.config.to_dict`)."""
-        return to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        """Inverse of ``to_dict`` (:func:`kdlab.config.from_dict`); unknown keys are an error."""
-        return from_dict_strict(cls, data, "model.config", "ModelConfig: unknown keys {keys}; known: {known}")
 
     def with_updates(self, **changes: Any) -> "ModelConfig":
         """A copy with some fields changed (validated)."""
