@@ -6,10 +6,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kdlab.pretrained import store as pretrained
+from kdlab import pretrained
 from kdlab.pretrained.check import verify
 
 SHIPPED = pretrained.available(pretrained.DEFAULT_ROOT)
+
+
+@pytest.mark.parametrize("spec", SHIPPED)
+def test_shipped_model_loads_by_name(spec: str):
+    corpus, name = spec.split("/")
+    model, tokenizer, cmvn, cfg = pretrained.load(corpus, name)
+    card = pretrained.card(corpus, name)
+    assert not model.training and cmvn is not None
+    assert sum(p.numel() for p in model.parameters()) == card["params"]["total"]
+    assert tokenizer.vocab_size == card["vocab_size"] and cfg.model.kind == card["kind"]
 
 
 @pytest.mark.parametrize("spec", SHIPPED)
