@@ -150,9 +150,9 @@ def test_pretrained_cli_list_card_and_export(run_ckpt: Path, env: Path, tmp_path
 
 def test_export_refuses_a_model_whose_fp16_outputs_differ(run_ckpt: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch):
-    calls = iter([[[5]], [[6]]])
-    monkeypatch.setattr(pretrained, "_dummy_ctc_greedy", lambda model: next(calls))
-    with pytest.raises(PretrainedError, match="changes the CTC greedy outputs"):
+    calls = iter([torch.tensor([0.52, 0.1]), torch.tensor([0.50, 0.1])])  # reloaded, original
+    monkeypatch.setattr(pretrained, "_dummy_ctc_posteriors", lambda model: next(calls))
+    with pytest.raises(PretrainedError, match=r"changes the CTC posteriors on a dummy input by 0\.0200"):
         pretrained.export(run_ckpt, "tiny-en", "bad", {}, root=tmp_path)
     assert list((tmp_path / "tiny-en").iterdir()) == []  # nothing half-written is left
 

@@ -141,7 +141,7 @@ def do_export(args: argparse.Namespace) -> None:
     fields = card_fields(args)
     corpus, name = pretrained.parse_spec(args.spec)
     out = pretrained.export(args.ckpt, corpus, name, fields, root=args.root, overwrite=args.force)
-    print(f"{out}: exported {args.ckpt} as pretrained:{corpus}/{name} (float16, CTC greedy outputs verified)")
+    print(f"{out}: exported {args.ckpt} as pretrained:{corpus}/{name} (float16, CTC posteriors verified)")
     missing = [k for k in RECOMMENDED if k not in fields]
     if missing:
         print(f"note: the card has no {', '.join(missing)} (add them with --field / --results)")

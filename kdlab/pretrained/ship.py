@@ -2,9 +2,9 @@
 
 For a run folder ``runs/reproduce-<preset>``: the check sets (first test utterances of each test split,
 :mod:`kdlab.pretrained.check`), then per shipped model (the AR teacher, the L_jca and ++S-KD students of
-both sizes) a decoding of the check sets with its Table-1 method and CTC greedy, and an export whose card
-holds the run's full-set results (``<run>/decode/<model>/<set>/summary.json``), the check-set figures, the
-recipe and the corpus seed.
+both sizes) an export whose card holds the run's full-set results (``<run>/decode/<model>/<set>/summary.json``,
+measured with the float32 checkpoint), the recipe and the corpus seed, and then the shipped (float16) model's
+own figures on the check sets with its Table-1 method and CTC greedy — the figures the test suite re-checks.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kdlab.data.files import atomic_file
 from kdlab.pretrained.check import decode_row, write_check_set
-from kdlab.pretrained.store import export
+from kdlab.pretrained.store import CARD_FILE, export, read_card
 from kdlab.reproduce.eval import DIAGNOSTIC, eval_sets, set_labels, table1_method
 from kdlab.reproduce.presets import ReproducePreset
 from kdlab.reproduce.stages import TEACHER, StudentRun, checkpoint_of, is_done
@@ -51,12 +52,20 @@ def _run_results(root: Path, run: str, corpus_dir: Path) -> dict[str, dict]:
     return out
 
 
-def _check_results(ckpt: Path, kind: str, checks: dict[str, Path]) -> dict[str, dict]:
-    """Figures of ``ckpt`` on the check sets with its Table-1 method and CTC greedy."""
+def _check_results(spec: str, kind: str, checks: dict[str, Path], models_root: Path | None) -> dict[str, dict]:
+    """Figures of the shipped model ``spec`` on the check sets with its Table-1 method and CTC greedy."""
     methods = [table1_method(kind), DIAGNOSTIC]
-    return {name: {m: {k: v for k, v in decode_row(str(ckpt), manifest, m, None).items() if k != "rtf"}
+    return {name: {m: {k: v for k, v in decode_row(spec, manifest, m, models_root).items() if k != "rtf"}
                    for m in methods}
             for name, manifest in checks.items()}
+
+
+def _add_results(folder: Path, results: dict[str, dict]) -> None:
+    """Merge ``results`` into the card of the model folder (written atomically; model.pt is unchanged)."""
+    data = read_card(folder)
+    data["results"] = {**data.get("results", {}), **results}
+    with atomic_file(folder / CARD_FILE) as f:
+        f.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def ship_run(root: Path, preset: ReproducePreset, n_check: int = 20, models_root: Path | None = None,
@@ -77,6 +86,8 @@ def ship_run(root: Path, preset: ReproducePreset, n_check: int = 20, models_root
         kind = "ar" if run == TEACHER else "maskctc"
         fields = {"recipe": f"kdlab reproduce --preset {preset.name} ({run} stage)",
                   "command": f"./run.sh reproduce --preset {preset.name}", "corpus_seed": preset.corpus.seed,
-                  "results": {**_run_results(root, run, corpus_dir), **_check_results(ckpt, kind, checks)}}
-        folders.append(export(ckpt, corpus, name, fields, root=models_root, overwrite=force))
+                  "results": _run_results(root, run, corpus_dir)}
+        folder = export(ckpt, corpus, name, fields, root=models_root, overwrite=force)
+        _add_results(folder, _check_results(f"pretrained:{corpus}/{name}", kind, checks, models_root))
+        folders.append(folder)
     return folders

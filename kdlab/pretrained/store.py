@@ -45,6 +45,7 @@ FORMAT = "kdlab-pretrained-1"
 DATA_PATH_KEYS = ("corpus", "train", "dev")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 FP16_MAX = torch.finfo(torch.float16).max
+FP16_TOLERANCE = 0.01  # largest change of a CTC posterior the float16 export may cause
 
 
 class PretrainedError(CheckpointError):
@@ -229,13 +230,12 @@ def load_spec(spec: str, device: str | torch.device = "cpu") -> tuple:
 # ----------------------------------------------------------------------------- export
 
 
-def _dummy_ctc_greedy(model: torch.nn.Module) -> list[list[int]]:
-    """CTC greedy hypotheses of ``model`` on a fixed random (CMVN-like) two-utterance batch."""
-    from kdlab.search.decode import decode
-
+def _dummy_ctc_posteriors(model: torch.nn.Module) -> torch.Tensor:
+    """CTC posteriors (2, T', V) of ``model`` on a fixed random (CMVN-like) two-utterance batch."""
     g = torch.Generator().manual_seed(0)
-    batch = {"feats": torch.randn(2, 240, 80, generator=g), "feat_lens": torch.tensor([240, 163])}
-    return decode(model, batch, ["ctc_greedy"])["ctc_greedy"]
+    feats, lens = torch.randn(2, 240, 80, generator=g), torch.tensor([240, 163])
+    with torch.inference_mode():
+        return model.ctc_log_probs(model.encode(feats, lens)[0]).exp()
 
 
 def _payload(model: torch.nn.Module, cfg: Any, vocab_size: int, source: Path) -> dict:
@@ -287,11 +287,13 @@ def _write_folder(folder: Path, ckpt_path: Path, corpus: str, name: str, fields:
 
 
 def _verify(original: torch.nn.Module, folder: Path, ckpt_path: Path) -> None:
-    """Raise unless the exported model reloads and gives the original's CTC greedy outputs."""
+    """Raise unless the exported model reloads and its CTC posteriors stay within ``FP16_TOLERANCE`` of the
+    original's (float16 weights move them by ~0.002; a greedy argmax on noise input may still flip a tie)."""
     reloaded = load_folder(folder)[0]
-    if _dummy_ctc_greedy(reloaded) != _dummy_ctc_greedy(original):
-        raise PretrainedError(f"{ckpt_path}: the float16 export changes the CTC greedy outputs on a dummy "
-                              f"input; not exported")
+    change = float((_dummy_ctc_posteriors(reloaded) - _dummy_ctc_posteriors(original)).abs().max())
+    if not change <= FP16_TOLERANCE:
+        raise PretrainedError(f"{ckpt_path}: the float16 export changes the CTC posteriors on a dummy input by "
+                              f"{change:.4f} (> {FP16_TOLERANCE}); not exported")
 
 
 def _place(tmp: Path, dest: Path) -> None:
@@ -310,7 +312,7 @@ def _place(tmp: Path, dest: Path) -> None:
 def export(ckpt_path: str | Path, corpus: str, name: str, card_fields: dict | None = None,
            root: str | Path | None = None, overwrite: bool = False) -> Path:
     """Convert a run checkpoint (beside ``config.yaml``, ``tokenizer/``, ``cmvn.json``) into
-    ``<root>/<corpus>/<name>/``; verified to reload with unchanged CTC greedy outputs. Returns the folder."""
+    ``<root>/<corpus>/<name>/``; verified to reload with the same CTC posteriors (± FP16_TOLERANCE). Returns the folder."""
     corpus, name = parse_spec(f"{corpus}/{name}")
     ckpt_path = Path(ckpt_path)
     dest = pretrained_root(root) / corpus / name
