@@ -312,7 +312,8 @@ def _place(tmp: Path, dest: Path) -> None:
 def export(ckpt_path: str | Path, corpus: str, name: str, card_fields: dict | None = None,
            root: str | Path | None = None, overwrite: bool = False) -> Path:
     """Convert a run checkpoint (beside ``config.yaml``, ``tokenizer/``, ``cmvn.json``) into
-    ``<root>/<corpus>/<name>/``; verified to reload with the same CTC posteriors (± FP16_TOLERANCE). Returns the folder."""
+    ``<root>/<corpus>/<name>/``; verified to reload with the same CTC posteriors (± FP16_TOLERANCE).
+    Returns the folder."""
     corpus, name = parse_spec(f"{corpus}/{name}")
     ckpt_path = Path(ckpt_path)
     dest = pretrained_root(root) / corpus / name
