@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kdlab.data.files import atomic_file
 from kdlab.pretrained.check import decode_row, write_check_set
-from kdlab.pretrained.store import CARD_FILE, export, read_card
+from kdlab.pretrained.store import export, read_card, write_card
 from kdlab.reproduce.eval import DIAGNOSTIC, eval_sets, set_labels, table1_method
 from kdlab.reproduce.presets import ReproducePreset
 from kdlab.reproduce.stages import TEACHER, StudentRun, checkpoint_of, is_done
@@ -32,7 +31,7 @@ def shipped_models(preset: ReproducePreset) -> dict[str, str]:
     return names
 
 
-def _check_sets(root: Path, corpus_dir: Path, corpus: str, n: int, models_root: Path | None) -> dict[str, Path]:
+def _check_sets(corpus_dir: Path, corpus: str, n: int, models_root: Path | None) -> dict[str, Path]:
     """{card set name ``check/<label>``: manifest} for every test split of the corpus."""
     splits = eval_sets(corpus_dir)
     labels = set_labels(splits)
@@ -61,11 +60,10 @@ def _check_results(spec: str, kind: str, checks: dict[str, Path], models_root: P
 
 
 def _add_results(folder: Path, results: dict[str, dict]) -> None:
-    """Merge ``results`` into the card of the model folder (written atomically; model.pt is unchanged)."""
+    """Merge ``results`` into the card of the model folder (model.pt is unchanged)."""
     data = read_card(folder)
     data["results"] = {**data.get("results", {}), **results}
-    with atomic_file(folder / CARD_FILE) as f:
-        f.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    write_card(folder, data)
 
 
 def ship_run(root: Path, preset: ReproducePreset, n_check: int = 20, models_root: Path | None = None,
@@ -79,7 +77,7 @@ def ship_run(root: Path, preset: ReproducePreset, n_check: int = 20, models_root
     if missing:
         raise ValueError(f"{root}: stage(s) {', '.join(missing)} not finished; run kdlab reproduce first")
     corpus_dir = Path(load_config(root / TEACHER / "config.yaml").data.corpus)
-    checks = _check_sets(root, corpus_dir, corpus, n_check, models_root)
+    checks = _check_sets(corpus_dir, corpus, n_check, models_root)
     folders = []
     for run, name in shipped_models(preset).items():
         ckpt = checkpoint_of(root / run)

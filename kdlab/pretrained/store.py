@@ -35,6 +35,7 @@ from kdlab.checkpoint import (
     save_atomic,
     sha256_file,
 )
+from kdlab.data.files import atomic_file
 
 SPEC_PREFIX = PRETRAINED_PREFIX
 ENV_ROOT = "KDLAB_PRETRAINED"
@@ -127,6 +128,12 @@ def read_card(folder: Path) -> dict:
     if not isinstance(data, dict) or not isinstance(data.get("sha256"), str):
         raise PretrainedError(f"{file}: not a kdlab model card (expected an object with a 'sha256' entry)")
     return data
+
+
+def write_card(folder: Path, data: dict) -> None:
+    """Write ``card.json`` of a model folder (atomically; ``model.pt`` and its sha256 are untouched)."""
+    with atomic_file(folder / CARD_FILE) as f:
+        f.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def card(corpus: str, name: str, root: str | Path | None = None) -> dict:
@@ -282,7 +289,7 @@ def _write_folder(folder: Path, ckpt_path: Path, corpus: str, name: str, fields:
     shutil.copytree(run_dir / TOKENIZER_DIR, folder / TOKENIZER_DIR)
     shutil.copy2(run_dir / CMVN_FILE, folder / CMVN_FILE)
     data = _card(corpus, name, model, tokenizer, cfg, ckpt_path, fields, sha256_of(folder / MODEL_FILE))
-    (folder / CARD_FILE).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_card(folder, data)
     return model
 
 
