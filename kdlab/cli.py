@@ -23,7 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("kdlab.evaluate.decode_cli", "decode a set with one or more search methods, write results"),
     "align": ("kdlab.evaluate.align_cli", "CTC forced alignment of one utterance"),
     "bench": ("kdlab.evaluate.bench_cli", "benchmarks: decode speed ratios / RTF, training throughput"),
-    "pretrained": ("kdlab.pretrained.pretrained_cli", "shipped pretrained models: list, card, export, checkset, verify, ship"),
+    "pretrained": ("kdlab.pretrained.pretrained_cli",
+                   "shipped pretrained models: list, card, export, checkset, verify, ship"),
     "reproduce": ("kdlab.reproduce.reproduce_cli", "run the paper's experiment end to end (resumable)"),
 }
 
