@@ -1,0 +1,62 @@
+"""A model for inspection: network, tokenizer and CMVN under one name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from kdlab.tokens import BLANK, MASK, SOS_EOS
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """``kind`` is ``"ar"`` (teacher: joint CTC/attention) or ``"maskctc"`` (student: CTC + CMLM)."""
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: Any
+    cmvn: Any
+    kind: str
+
+    def piece(self, token: int) -> str:
+        """Readable unit of a token id (``∅`` blank, ``<eos>``, ``<mask>``, BPE pieces with ``▁``)."""
+        if token == BLANK:
+            return "∅"
+        if token == SOS_EOS:
+            return "<eos>"
+        if token == MASK:
+            return "<mask>"
+        return self.tokenizer.id_to_piece(int(token))
+
+    def pieces(self, tokens: list[int]) -> list[str]:
+        return [self.piece(t) for t in tokens]
+
+    def text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens)
+
+    @property
+    def unit(self) -> str:
+        """``"word"`` (WER) or ``"char"`` (CER)."""
+        return self.tokenizer.unit
+
+
+def _kind(model: torch.nn.Module) -> str:
+    from kdlab.models.maskctc import MaskCTCModel
+
+    return "maskctc" if isinstance(model, MaskCTCModel) else "ar"
+
+
+@lru_cache(maxsize=16)
+def load_model(spec: str) -> LoadedModel:
+    """``"mini-en/teacher"`` (a shipped model), ``"pretrained:mini-en/teacher"`` or a checkpoint path of a
+    run folder. Loaded once per process (float32, CPU, eval mode, one thread is enough)."""
+    from kdlab.checkpoint import PRETRAINED_PREFIX, load_model_from_checkpoint
+
+    source = spec
+    if not spec.startswith(PRETRAINED_PREFIX) and not spec.endswith(".pt") and spec.count("/") == 1:
+        source = PRETRAINED_PREFIX + spec
+    model, tokenizer, cmvn, _ = load_model_from_checkpoint(source, device="cpu")
+    return LoadedModel(spec.removeprefix(PRETRAINED_PREFIX), model, tokenizer, cmvn, _kind(model))
