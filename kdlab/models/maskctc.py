@@ -38,10 +38,15 @@ class MaskCTCModel(JointCTCModel):
         self.decoder = make_decoder(cfg, vocab_size, causal=False)
 
     def mlm_logits(
-        self, enc: torch.Tensor, enc_lens: torch.Tensor, ys_in: torch.Tensor, ys_lens: torch.Tensor
+        self, enc: torch.Tensor | None, enc_lens: torch.Tensor | None, ys_in: torch.Tensor, ys_lens: torch.Tensor,
+        sources: list | None = None,
     ) -> torch.Tensor:
-        """p_mlm(y | y_obs, H) of eq 4 as logits: ys_in (B, L), ``<mask>`` at hidden slots -> (B, L, V)."""
-        return self.decoder(ys_in, ys_lens, enc, enc_lens)
+        """p_mlm(y | y_obs, H) of eq 4 as logits: ys_in (B, L), ``<mask>`` at hidden slots -> (B, L, V).
+
+        ``sources``: the decoder's projected encoder output (``self.decoder.sources``), one row per row of
+        ``ys_in``, in place of enc/enc_lens (decoding reuses it across Mask-CTC iterations).
+        """
+        return self.decoder(ys_in, ys_lens, enc, enc_lens, sources)
 
     def forward(
         self,

@@ -86,16 +86,23 @@ class DecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
+    def source(self, memory: torch.Tensor, memory_mask: torch.Tensor, group: int = 1) -> SourceKV:
+        """The projected encoder output of this layer: memory (S, T', D), memory_mask (S, 1, T')."""
+        src_k, src_v = self.src_attn.project_kv(memory, memory)  # (S, H, T', d_k)
+        return SourceKV(src_k, src_v, memory_mask.unsqueeze(1), group)
+
     def forward(
         self,
         x: torch.Tensor,
         self_mask: torch.Tensor | None,
-        memory: torch.Tensor,
-        memory_mask: torch.Tensor,
+        memory: torch.Tensor | None,
+        memory_mask: torch.Tensor | None,
         cache: LayerCache | None = None,
+        src: SourceKV | None = None,
     ) -> tuple[torch.Tensor, LayerCache]:
         """x (N, l, D) new positions; self_mask (N|1, l|1, past + l) or None (all visible);
-        memory (S, T', D) and memory_mask (S, 1, T'), each row shared by N / S consecutive rows of ``x``.
+        memory (S, T', D) and memory_mask (S, 1, T'), each row shared by N / S consecutive rows of ``x``;
+        or ``src``, the source already projected (memory then unused).
 
         Returns the new positions' outputs (N, l, D) and the layer cache extended by them.
         """
@@ -104,24 +111,23 @@ class DecoderLayer(nn.Module):
         if cache is not None:
             k, v = torch.cat([cache["self_k"], k], dim=2), torch.cat([cache["self_v"], v], dim=2)
             src = cache["src"]
-        else:
-            src_k, src_v = self.src_attn.project_kv(memory, memory)  # (S, H, T', d_k)
-            src = SourceKV(src_k, src_v, memory_mask.unsqueeze(1), x.size(0) // memory.size(0))
+        elif src is None:
+            src = self.source(memory, memory_mask, x.size(0) // memory.size(0))
         q = self.self_attn.split_heads(self.self_attn.linear_q(h))  # (N, H, l, d_k)
         mask = None if self_mask is None else self_mask.unsqueeze(1)  # (N|1, 1, l|1, past + l)
         x = x + self.dropout(self.self_attn.attend(q, k, v, mask))
         return self._source_and_ffn(x, src), {"self_k": k, "self_v": v, "src": src}
 
 
-    def forward_rel(self, x: torch.Tensor, pos_emb: torch.Tensor, key_mask: torch.Tensor, memory: torch.Tensor,
-                    memory_mask: torch.Tensor) -> torch.Tensor:
+    def forward_rel(self, x: torch.Tensor, pos_emb: torch.Tensor, key_mask: torch.Tensor, memory: torch.Tensor | None,
+                    memory_mask: torch.Tensor | None, src: SourceKV | None = None) -> torch.Tensor:
         """Bidirectional block with relative-position self-attention (CMLM, ``rel_pos=True``).
 
-        x (B, L, D), pos_emb (1, 2L-1, D), key_mask (B, 1, L), memory (B, T', D), memory_mask (B, 1, T').
+        x (B, L, D), pos_emb (1, 2L-1, D), key_mask (B, 1, L), memory (B, T', D), memory_mask (B, 1, T');
+        or ``src``, the source already projected (memory then unused).
         """
         x = x + self.dropout(self.self_attn(self.norm1(x), pos_emb, key_mask))
-        src_k, src_v = self.src_attn.project_kv(memory, memory)  # (B, H, T', d_k)
-        return self._source_and_ffn(x, SourceKV(src_k, src_v, memory_mask.unsqueeze(1), 1))
+        return self._source_and_ffn(x, src if src is not None else self.source(memory, memory_mask))
 
     def _source_and_ffn(self, x: torch.Tensor, src: SourceKV) -> torch.Tensor:
         """x + SrcAttn(LN x, encoder) → x + FFN(LN x); x (N, l, D), runs of ``src.group`` rows per source."""
@@ -168,11 +174,19 @@ class TransformerDecoder(nn.Module):
                 f"decoder input rows {bad} hold ids outside [0, {self.vocab_size}) (padding left in?)"
             )
 
+    def sources(self, memory: torch.Tensor, memory_lens: torch.Tensor) -> list[SourceKV]:
+        """Every layer's projected encoder output: memory (S, T', D), memory_lens (S,). Computed once per
+        utterance, it serves every later :meth:`forward` call on that utterance (Mask-CTC iterations, beams)."""
+        memory_mask = length_mask(memory_lens, memory.size(1)).unsqueeze(1)  # (S, 1, T')
+        return [layer.source(memory, memory_mask) for layer in self.decoders]
+
     def forward(
-        self, ys_in: torch.Tensor, ys_lens: torch.Tensor, memory: torch.Tensor, memory_lens: torch.Tensor
+        self, ys_in: torch.Tensor, ys_lens: torch.Tensor, memory: torch.Tensor | None,
+        memory_lens: torch.Tensor | None, sources: list[SourceKV] | None = None,
     ) -> torch.Tensor:
         """ys_in (B, L), ys_lens (B,), memory (B, T', D), memory_lens (B,) -> logits (B, L, V).
 
+        ``sources`` (from :meth:`sources`, one row per row of ``ys_in``) replace memory and memory_lens.
         Positions at or beyond ``ys_lens`` may hold any value (e.g. ``IGNORE_ID``); their logits are junk.
         """
         length = ys_in.size(1)
@@ -182,15 +196,16 @@ class TransformerDecoder(nn.Module):
         self_mask = valid.unsqueeze(1)  # (B, 1, L) keys
         if self.causal:
             self_mask = self_mask & causal_mask(length, ys_in.device).unsqueeze(0)  # (B, L, L)
-        memory_mask = length_mask(memory_lens, memory.size(1)).unsqueeze(1)  # (B, 1, T')
+        if sources is None:
+            sources = self.sources(memory, memory_lens)
         if self.rel_pos:
             x, pos_emb = self.pos_enc(self.embed(ys_in))  # (B, L, D), (1, 2L-1, D)
-            for layer in self.decoders:
-                x = layer.forward_rel(x, pos_emb, self_mask, memory, memory_mask)
+            for layer, src in zip(self.decoders, sources, strict=True):
+                x = layer.forward_rel(x, pos_emb, self_mask, None, None, src)
         else:
             x = self.pos_enc(self.embed(ys_in))  # (B, L, D)
-            for layer in self.decoders:
-                x, _ = layer(x, self_mask, memory, memory_mask)
+            for layer, src in zip(self.decoders, sources, strict=True):
+                x, _ = layer(x, self_mask, None, None, src=src)
         return self.output_layer(self.after_norm(x))  # (B, L, V)
 
     def step(

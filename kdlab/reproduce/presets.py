@@ -74,8 +74,8 @@ MINI_EN = ReproducePreset(
 
 PRESETS: dict[str, ReproducePreset] = {
     "mini-en": MINI_EN,
-    "mini-zh": replace(MINI_EN, name="mini-zh", corpus=CorpusSpec(kind="synth", lang="zh"), tokenizer="char", student_epochs=8,
-                       speed_perturb=True),
+    "mini-zh": replace(MINI_EN, name="mini-zh", corpus=CorpusSpec(kind="synth", lang="zh"), tokenizer="char",
+                       student_epochs=8, speed_perturb=True),
     # A larger embedded run for a GPU machine (or a patient CPU): 5 h of mini-en, more epochs.
     "mini-en-large": replace(MINI_EN, name="mini-en-large", corpus=CorpusSpec(kind="synth", lang="en", hours=5.0,
                              n_dev=300, n_test=300), teacher_epochs=40, student_epochs=40, finetune_epochs=10,

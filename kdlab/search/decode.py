@@ -71,10 +71,15 @@ def make_step_fn(model: Any, enc: torch.Tensor, enc_lens: torch.Tensor) -> StepF
 
 
 def make_mlm_fn(model: Any, enc: torch.Tensor, enc_lens: torch.Tensor) -> MLMFn:
-    """Wrap ``model.mlm_logits`` for the Mask-CTC searches (rows = utterance of each sequence)."""
+    """Wrap ``model.mlm_logits`` for the Mask-CTC searches (rows = utterance of each sequence).
+
+    The decoder's source keys/values are projected once per utterance here, not at every iteration for
+    every hypothesis; each call only gathers the rows it needs.
+    """
+    sources = model.decoder.sources(enc, enc_lens)  # one SourceKV (B, H, T', d_k) per layer
 
     def mlm(ys: torch.Tensor, ys_lens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return model.mlm_logits(enc[rows], enc_lens[rows], ys, ys_lens)
+        return model.mlm_logits(None, None, ys, ys_lens, [s.select(rows, 1) for s in sources])
 
     return mlm
 
