@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrained": ("kdlab.pretrained.pretrained_cli",
                    "shipped pretrained models: list, card, export, checkset, verify, ship"),
     "reproduce": ("kdlab.reproduce.reproduce_cli", "run the paper's experiment end to end (resumable)"),
+    "lab": ("kdlab.lab.lab_cli", "JupyterLab on the notebooks, with this environment as the kernel"),
+    "demo": ("kdlab.lab.demo_cli", "classroom mode: one notebook as an app (prose, figures, widgets; no code)"),
 }
 
 

@@ -40,7 +40,7 @@ def test_notebook_runs_in_smoke_mode(path: Path, tmp_path: Path) -> None:
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+        client = nbclient.NotebookClient(nb, timeout=600, startup_timeout=180, kernel_name="python3",
                                          resources={"metadata": {"path": str(path.parent)}})
         client.execute()
     finally:

@@ -1,0 +1,45 @@
+"""``kdlab demo NN``: classroom mode, one notebook as a clean app (prose, figures and widgets; no code).
+
+The notebook runs in a fresh kernel under Voilà, which shows markdown and outputs and strips the code cells
+(the page shows "Running cell i of n" until every cell has run). ``NN`` is the notebook's number (``02`` →
+``notebooks/02_*.ipynb``), its name, or a path to an ``.ipynb``. Voilà is used rather than JupyterLab's simple
+interface with hidden code cells: it hides every code cell without tagging them, runs the notebook itself on
+page load (a student clicks nothing) and gives each visitor a fresh kernel.
+
+Examples::
+
+    ./run.sh demo 02
+    kdlab demo 03 --port 8867 --no-browser
+    kdlab demo 02 --smoke            # fewer utterances, smaller settings (KDLAB_SMOKE=1): starts faster
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from kdlab.lab.jupyter import (
+    exec_server,
+    notebooks_dir,
+    require_modules,
+    resolve_notebook,
+    server_env,
+    voila_command,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("notebook", help="notebook number (02), name (02_maskctc_masking) or path to an .ipynb")
+    parser.add_argument("--port", type=int, default=None, help="server port (default: Voilà's, 8866 or the next free)")
+    parser.add_argument("--ip", default="localhost", help="address to listen on (default: localhost)")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser; print the URL only")
+    parser.add_argument("--smoke", action="store_true", help="run the notebook in smoke mode (KDLAB_SMOKE=1)")
+    parser.add_argument("--notebooks", default=None, help="notebooks folder (default: notebooks/ of this checkout)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Resolve the notebook, then become the Voilà server (this process is replaced; it does not return)."""
+    notebook = resolve_notebook(notebooks_dir(args.notebooks), args.notebook)
+    require_modules("voila", "ipykernel", "ipywidgets")
+    print(f"[kdlab demo] {notebook.name}: the page appears once every cell has run", flush=True)
+    cmd = voila_command(notebook, port=args.port, ip=args.ip, open_browser=not args.no_browser)
+    exec_server(cmd, server_env(smoke=args.smoke))

@@ -1,0 +1,120 @@
+"""``kdlab lab`` and ``kdlab demo``: notebook lookup, one-line errors, the kernel they give the notebooks and the
+server command each becomes (tests/test_browser.py starts those servers for real)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from kdlab.cli import main as kdlab_main
+from kdlab.lab.jupyter import (
+    LabError,
+    lab_command,
+    list_notebooks,
+    notebooks_dir,
+    resolve_notebook,
+    server_env,
+    voila_command,
+)
+
+
+def _notebook(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# title")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture()
+def folder(tmp_path: Path) -> Path:
+    for name in ("01_ctc_alignment", "02_maskctc_masking", "10_more"):
+        _notebook(tmp_path / f"{name}.ipynb")
+    (tmp_path / "scratch.ipynb").write_text("{}")  # not numbered: not a course notebook
+    return tmp_path
+
+
+def test_list_notebooks_keeps_numbered_ones_in_order(folder: Path) -> None:
+    assert [p.stem for p in list_notebooks(folder)] == ["01_ctc_alignment", "02_maskctc_masking", "10_more"]
+
+
+@pytest.mark.parametrize("key", ["02", "2", "02_maskctc_masking", "02_maskctc_masking.ipynb"])
+def test_resolve_notebook_by_number_or_name(folder: Path, key: str) -> None:
+    assert resolve_notebook(folder, key).name == "02_maskctc_masking.ipynb"
+
+
+def test_resolve_notebook_by_path(folder: Path) -> None:
+    path = folder / "10_more.ipynb"
+    assert resolve_notebook(folder, str(path)) == path.resolve()
+
+
+def test_unknown_notebook_lists_the_available_ones(folder: Path) -> None:
+    with pytest.raises(LabError, match=r"no notebook '07'.*available: 01 \(01_ctc_alignment\), 02 .*10 \(10_more\)"):
+        resolve_notebook(folder, "07")
+
+
+def test_missing_folder_is_a_lab_error(tmp_path: Path) -> None:
+    with pytest.raises(LabError, match="notebooks folder not found"):
+        notebooks_dir(tmp_path / "nope")
+
+
+def test_cli_errors_are_one_line(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert kdlab_main(["demo", "07", "--notebooks", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kdlab demo: error: no notebook '07'") and err.count("\n") == 1
+    assert kdlab_main(["lab", "--notebooks", str(folder / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kdlab lab: error: notebooks folder not found") and err.count("\n") == 1
+
+
+def test_python3_kernel_is_this_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under the servers' environment the notebooks' kernel ``python3`` starts this Python's ipykernel."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    env = server_env(smoke=True, base={"JUPYTER_PATH": "/elsewhere"})
+    assert env["KDLAB_SMOKE"] == "1" and env["JUPYTER_PATH"].endswith(os.pathsep + "/elsewhere")
+    monkeypatch.setenv("JUPYTER_PATH", env["JUPYTER_PATH"])
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    first = env["JUPYTER_PATH"].split(os.pathsep)[0]
+    assert Path(spec.resource_dir).parent.parent == Path(first)
+    assert spec.argv[0] in ("python", sys.executable) and "ipykernel_launcher" in spec.argv
+
+
+def test_command_lines(tmp_path: Path) -> None:
+    lab = lab_command(tmp_path, port=9999, open_browser=False)
+    assert lab[:3] == [sys.executable, "-m", "jupyterlab"]
+    assert f"--ServerApp.root_dir={tmp_path}" in lab and "--no-browser" in lab and "--ServerApp.port=9999" in lab
+    voila = voila_command(tmp_path / "02_x.ipynb", port=9998)
+    assert voila[:4] == [sys.executable, "-m", "voila", str(tmp_path / "02_x.ipynb")]
+    assert "--strip_sources=True" in voila and "--port=9998" in voila and "--no-browser" not in voila
+
+
+class _Exec(Exception):
+    """Raised instead of replacing the test process by a server."""
+
+
+def _run_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], dict[str, str]]:
+    """``kdlab <argv>`` in-process up to the point where it would become the server: (command, environment)."""
+    def fake_execve(path: str, args: list[str], env: dict[str, str]) -> None:
+        raise _Exec(args, env)
+
+    monkeypatch.setattr(os, "execve", fake_execve)
+    with pytest.raises(_Exec) as caught:
+        kdlab_main(argv)
+    return caught.value.args
+
+
+def test_kdlab_lab_becomes_jupyterlab_on_the_folder(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cmd, env = _run_cli(["lab", "--notebooks", str(folder), "--port", "8899", "--no-browser"], monkeypatch)
+    assert cmd[:3] == [sys.executable, "-m", "jupyterlab"]
+    assert f"--ServerApp.root_dir={folder.resolve()}" in cmd and "--ServerApp.port=8899" in cmd
+    assert env["JUPYTER_PATH"].split(os.pathsep)[0].endswith("share/jupyter") and "KDLAB_SMOKE" not in env
+
+
+def test_kdlab_demo_becomes_voila_on_one_notebook(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cmd, env = _run_cli(["demo", "2", "--notebooks", str(folder), "--smoke"], monkeypatch)
+    assert cmd[:4] == [sys.executable, "-m", "voila", str(folder.resolve() / "02_maskctc_masking.ipynb")]
+    assert env["KDLAB_SMOKE"] == "1"
