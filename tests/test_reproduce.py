@@ -2,14 +2,19 @@
 
 The end-to-end run uses ``jobs=1`` (stages in process: on a tiny corpus the subprocesses' start-up would
 dominate); the stage subprocesses of the parallel mode are exercised by a partial re-run with ``jobs=2``.
+The L_jca baseline's stage-1 checkpoint (Table 1 compares +F-KD with the baseline at stage 1's length, the
+paper's 80 of 80 + 20 epochs) is checked end to end, on a run folder completed by hand, and in both phases
+of an interrupted baseline run.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
+import torch
 
 from kdlab.reproduce import reproduce_cli as reproduce
 from kdlab.reproduce.presets import get_preset
@@ -31,10 +36,10 @@ def test_reproduce_writes_both_tables(tiny_run):
     records = json.loads((root / "results" / "results.json").read_text())["records"]
     t1 = [r for r in records if r["table"] == 1]
     t3 = [r for r in records if r["table"] == 3]
-    assert [r["criterion"] for r in t1] == ["L_jca"] + ["L_jca", "+L_F-KD", "++L_S-KD"] * 2
+    assert [r["criterion"] for r in t1] == ["L_jca"] + ["L_jca", "L_jca", "+L_F-KD", "++L_S-KD"] * 2
     # the same-size student has the teacher's architecture; its CMLM's relative positions add 1.5 %
     assert abs(t1[1]["params"] - t1[0]["params"]) <= 0.02 * t1[0]["params"]
-    assert t1[0]["params"] > 5 * t1[4]["params"]  # the smaller student is several times smaller
+    assert t1[0]["params"] > 5 * t1[5]["params"]  # the smaller student is several times smaller
     for r in t1:
         assert 0 <= r["dev_i_plus_d"] and r["dev_error"] >= 0 and r["test_error"] >= 0
     assert {r["beam"] for r in t3 if r["model"] != "AR"} == {1, 3}
@@ -65,6 +70,45 @@ def test_reproduce_reports_every_eval_set_diagnostics_and_stage_times(tiny_run):
     assert "dev-clean / test-clean" in md and "dev-other / test-other" in md and "Diagnostics" in md
 
 
+def test_reproduce_keeps_the_baselines_stage1_checkpoint(tiny_run):
+    root, _ = tiny_run
+    for size in ("same", "smaller"):
+        run = root / f"nar-{size}-ljca"
+        done = json.loads((run / "DONE").read_text())
+        assert done["stage1_checkpoint"] == str(run / "avg-stage1.pt") and done["stage1_epochs"] == 1
+        stage1 = torch.load(run / "avg-stage1.pt", weights_only=True)
+        assert stage1["averaged"] == ["epoch-1.pt"] and stage1["epoch"] == 1  # average_last=1 after epoch 1
+        assert torch.load(done["checkpoint"], weights_only=True)["epoch"] == 2  # then on to 1 + 1 epochs
+        assert (root / "decode" / f"nar-{size}-ljca-stage1" / "test-other" / "summary.json").is_file()
+
+
+def test_table1_compares_each_kd_student_with_the_baseline_of_its_length(tiny_run):
+    root, md = tiny_run
+    t1 = [r for r in json.loads((root / "results" / "results.json").read_text())["records"] if r["table"] == 1]
+    rows = {r["run"]: r for r in t1}
+    assert [r["row"] for r in t1[1:5]] == ["L_jca (1+1 epochs)", "L_jca (stage-1 length, 1 epoch)", "+L_F-KD",
+                                          "++L_S-KD"]
+    assert [r["epochs"] for r in t1[1:5]] == [2, 1, 1, 2]
+    for size in ("same", "smaller"):
+        fkd, skd, stage1, full = (rows[f"nar-{size}-{c}"] for c in ("fkd", "skd", "ljca-stage1", "ljca"))
+        assert fkd["rel_to"] == stage1["run"] and skd["rel_to"] == full["run"]
+        assert stage1["rel_to"] is None and "test_rel_reduction" not in stage1
+        for split in ("dev", "test_other"):
+            for row, ref in ((fkd, stage1), (skd, full)):
+                base, err = ref[f"{split}_error"], row[f"{split}_error"]
+                if base > 0:  # rel. = 100 (base - new) / base, from the rounded rates up to rounding
+                    assert abs(row[f"{split}_rel_reduction"] - 100 * (base - err) / base) < 0.1 * 100 / base + 0.01
+    table = md[md.index("Table 1 analogue, dev-clean"):md.index("Table 1 analogue, dev-other")]
+    assert "+L_F-KD (1 epochs) vs the L_jca checkpoint at stage-1 length" in table
+    lines = [ln for ln in table.splitlines() if ln.startswith("| NAR (smaller)")]
+    assert [ln.split(" | ")[1] for ln in lines] == ["L_jca (1+1 epochs)", "L_jca (stage-1 length, 1 epoch)",
+                                                    "+L_F-KD", "++L_S-KD"]
+    csv_text = (root / "results" / "table1.csv").read_text()
+    assert "nar-smaller-ljca-stage1" in csv_text and "L_jca (stage-1 length, 1 epoch)" in csv_text
+    diag = md[md.index("## Diagnostics"):]
+    assert "L_jca (stage-1 length, 1 epoch)" in diag
+
+
 def test_reproduce_teacher_nbest_cached_and_skd_initialised_from_fkd(tiny_run):
     root, _ = tiny_run
     nbest = list(root.glob("ar/nbest*"))
@@ -87,15 +131,94 @@ def test_reproduce_parallel_rerun_resumes_stages_in_subprocesses(tiny_run, capsy
     (root / "nar-smaller-skd" / "DONE").unlink()  # as if interrupted after its last checkpoint
     (root / "ar" / "nbest.jsonl").unlink()
     shutil.rmtree(root / "decode" / "nar-smaller-skd" / "test-other")
+    shutil.rmtree(root / "decode" / "nar-same-ljca-stage1" / "test")  # a stage-1 decoding, with mask share
     preset = reproduce.apply_overrides(get_preset("mini-en"), TINY)
     reproduce.run(preset, root, None, root.parent / "cache", jobs=2)
     out = capsys.readouterr().out
-    for stage in ("nbest", "nar-smaller-skd", "decode-nar-smaller-skd-test-other"):
+    for stage in ("nbest", "nar-smaller-skd", "decode-nar-smaller-skd-test-other", "decode-nar-same-ljca-stage1-test"):
         assert f"{stage}: started (log:" in out and f"{stage}: finished in" in out
     assert "nar-same-skd: done already, skipping" in out
     assert (root / "ar" / "nbest.jsonl").is_file() and (root / "nar-smaller-skd" / "DONE").is_file()
     assert "num_threads: 1" in (root / "nar-smaller-skd" / "train.yaml").read_text()
     assert "maskctc_beam10" in (root / "decode" / "nar-smaller-skd" / "test-other" / "decode.log").read_text()
+    stage1 = root / "decode" / "nar-same-ljca-stage1" / "test"
+    assert "--stage1" in (stage1 / "decode.log").read_text() and (stage1 / "mask_share.json").is_file()
+
+
+def test_reproduce_completes_a_finished_run_given_a_hand_placed_stage1_checkpoint(tiny_run, capsys):
+    from kdlab.checkpoint import CheckpointError
+    from kdlab.config import load_config
+    from kdlab.reproduce import stages as st
+
+    root, _ = tiny_run
+    run = root / "nar-smaller-ljca"
+    kept = root.parent / "avg-stage1-kept.pt"
+    shutil.move(run / "avg-stage1.pt", kept)  # a run finished before the stage-1 checkpoint was kept
+    done = json.loads((run / "DONE").read_text())
+    (run / "DONE").write_text(json.dumps({k: v for k, v in done.items() if not k.startswith("stage1")}))
+    shutil.rmtree(root / "decode" / "nar-smaller-ljca-stage1")
+    preset = reproduce.apply_overrides(get_preset("mini-en"), TINY)
+    corpus = Path(load_config(root / "ar" / "config.yaml").data.corpus)
+    cfg = st.student_config(preset, corpus, st.StudentRun("smaller", "ljca"), root / "ar")
+    with pytest.raises(CheckpointError, match="avg-stage1.pt"):  # epoch 1 is pruned: it cannot be rebuilt
+        st.train_stage("nar-smaller-ljca", cfg, run, stage1_epochs=1)
+    shutil.copy2(kept, run / "avg-stage1.pt")  # placed by hand
+    trained = {p: p.stat().st_mtime for p in run.glob("*.pt")}
+    md = reproduce.run(preset, root, None, root.parent / "cache", jobs=1)
+    out = capsys.readouterr().out
+    assert "nar-smaller-ljca: done already, skipping" in out and "nar-smaller-fkd: done already, skipping" in out
+    assert "decode-nar-smaller-ljca-stage1-test-other: finished in" in out
+    assert "decode-nar-smaller-ljca-test: done already, skipping" in out  # only the missing decodings run
+    assert trained == {p: p.stat().st_mtime for p in run.glob("*.pt")}  # nothing trained again
+    assert st.stage1_checkpoint_of(run) == run / "avg-stage1.pt"  # accepted beside a DONE marker without it
+    rows = {r["run"]: r for r in json.loads((root / "results" / "results.json").read_text())["records"]
+            if r["table"] == 1}
+    assert rows["nar-smaller-fkd"]["rel_to"] == "nar-smaller-ljca-stage1"
+    assert "nar-smaller-ljca-stage1" in rows and "L_jca (stage-1 length, 1 epoch)" in md
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_baseline_run_keeps_stage1_and_resumes_in_both_phases(tiny_run, tmp_path):
+    """L_jca for 2 + 1 epochs, averaging 2: avg-stage1.pt averages epochs 1-2; an interruption in stage 2
+    and one in stage 1 both resume to the same checkpoints (one thread: bit-exact)."""
+    from kdlab.checkpoint import average_state_dicts
+    from kdlab.config import load_config
+    from kdlab.reproduce import stages as st
+
+    root, _ = tiny_run
+    preset = reproduce.apply_overrides(get_preset("mini-en"), [*TINY, "student_epochs=2", "average_last=2"])
+    corpus = load_config(root / "ar" / "config.yaml").data.corpus
+    cfg = st.student_config(preset, Path(corpus), st.StudentRun("smaller", "ljca"), root / "ar")
+    cfg["train"]["keep_last"] = 0  # keep every epoch checkpoint to check the average
+    run = tmp_path / "nar-smaller-ljca"
+    ckpt = st.train_stage("nar-smaller-ljca", cfg, run, stage1_epochs=2)
+    stage1 = torch.load(run / "avg-stage1.pt", weights_only=True)
+    assert stage1["averaged"] == ["epoch-1.pt", "epoch-2.pt"] and stage1["epoch"] == 2
+    mean = average_state_dicts([_weights(run / f"epoch-{e}.pt") for e in (1, 2)])
+    assert all(torch.equal(stage1["model"][k], mean[k]) for k in mean)
+    assert torch.load(ckpt, weights_only=True)["averaged"] == ["epoch-2.pt", "epoch-3.pt"]
+    first = {f: _weights(run / f) for f in ("avg-stage1.pt", "epoch-3.pt")}
+    steps = [torch.load(run / f"epoch-{e}.pt", weights_only=True)["step"] for e in (1, 2, 3)]
+    assert steps[0] < steps[1] < steps[2]  # stage 2 continues the step count (the schedule is step-based)
+
+    (run / "DONE").unlink()  # killed during epoch 3 (stage 2)
+    (run / "epoch-3.pt").unlink()
+    stage1_mtime = (run / "avg-stage1.pt").stat().st_mtime
+    st.train_stage("nar-smaller-ljca", cfg, run, stage1_epochs=2)
+    assert (run / "avg-stage1.pt").stat().st_mtime == stage1_mtime
+    assert all(torch.allclose(first["epoch-3.pt"][k].float(), v.float(), atol=1e-6)
+               for k, v in _weights(run / "epoch-3.pt").items())
+
+    for name in ("DONE", "avg-stage1.pt", "epoch-2.pt", "epoch-3.pt"):  # killed during epoch 2 (stage 1)
+        (run / name).unlink()
+    st.train_stage("nar-smaller-ljca", cfg, run, stage1_epochs=2)
+    done = json.loads((run / "DONE").read_text())
+    assert done["stage1_checkpoint"] == str(run / "avg-stage1.pt") and done["stage1_epochs"] == 2
+    for name, before in first.items():
+        assert all(torch.allclose(before[k].float(), v.float(), atol=1e-6) for k, v in _weights(run / name).items())
 
 
 def test_ship_exports_the_runs_models_with_reverifiable_check_figures(tiny_run, tmp_path):

@@ -121,12 +121,15 @@ def test_stage_graph_of_the_experiment(tmp_path):
     preset = get_preset("mini-en")
     splits = ["dev", "test", "dev-other", "test-other"]
     jobs = st.training_jobs(preset, tmp_path / "corpus", tmp_path) + ev.decode_jobs(
-        preset, tmp_path, st.model_names(preset), splits)
+        preset, tmp_path, st.eval_names(preset), splits)
     deps = {j.name: set(j.deps) for j in jobs}
     assert deps["ar"] == deps["nar-same-ljca"] == deps["nar-smaller-ljca"] == {"prepare"}
     assert deps["nbest"] == deps["nar-same-fkd"] == deps["nar-smaller-fkd"] == {"ar"}
     assert deps["nar-same-skd"] == {"nar-same-fkd", "nbest"}
     assert deps["decode-nar-smaller-skd-test-other"] == {"nar-smaller-skd"}
+    # the L_jca baseline's stage-1 checkpoint is decoded like every student, once its run has finished
+    assert deps["decode-nar-same-ljca-stage1-test"] == {"nar-same-ljca"}
+    assert st.eval_names(preset)[1:5] == ["nar-same-ljca", "nar-same-ljca-stage1", "nar-same-fkd", "nar-same-skd"]
     prio = priorities({j.name: j for j in jobs})
     after_prepare = sorted(("ar", "nar-same-ljca", "nar-smaller-ljca"), key=lambda n: -prio[n])
     assert after_prepare[0] == "ar" and prio["nar-same-fkd"] > prio["nar-smaller-fkd"]

@@ -2,10 +2,12 @@
 sets, RTF on test-clean) and the students' diagnostics (share of greedy CTC tokens that Mask-CTC masks).
 
 Each decoding writes icefall-style result files and a ``summary.json`` under ``<root>/decode/<model>/<set>``
-and is skipped when that summary already holds its methods (resumable). The batched decodings are jobs of
+(``<model>``: a run folder, or ``nar-<size>-ljca-stage1`` for the L_jca baseline's stage-1 checkpoint, decoded
+like every student: Table 1 compares +F-KD with it, at the same training length) and is skipped when that
+summary already holds its methods (resumable). The batched decodings are jobs of
 the stage scheduler (one per model × set, one thread each, as soon as the model is trained); the one-thread
 batch-1 RTF measurements run at the end, alone. One decoding job runs as ``python -m kdlab.reproduce.eval
---run RUN --set SET --methods M1,M2 --out DIR``.
+--run RUN [--stage1] --set SET --methods M1,M2 --out DIR``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,18 @@ from pathlib import Path
 
 from kdlab.reproduce.jobs import Job, log
 from kdlab.reproduce.presets import ReproducePreset
-from kdlab.reproduce.stages import CRITERIA, TEACHER, StudentRun, checkpoint_of, model_cost, run_model
+from kdlab.reproduce.stages import (
+    CRITERIA,
+    TEACHER,
+    StudentRun,
+    checkpoint_of,
+    is_stage1,
+    model_checkpoint,
+    model_cost,
+    run_model,
+    run_of,
+    stage1_checkpoint_of,
+)
 
 EVAL_SPLITS = ("dev", "test", "dev-other", "test-other")  # in this order when the corpus has them
 MASK_SHARE_FILE = "mask_share.json"
@@ -111,10 +124,9 @@ def wants_mask_share(name: str, split: str) -> bool:
     return name != TEACHER and split == "test"
 
 
-def decode_stage(run_dir: Path, split: str, methods: list[str], out: Path, mask_share: bool,
+def decode_stage(ckpt: Path, split: str, methods: list[str], out: Path, mask_share: bool,
                  threads: int = 0) -> None:
-    """Decode ``split`` with the finished run's checkpoint (and measure its masked share when asked)."""
-    ckpt = checkpoint_of(run_dir)
+    """Decode ``split`` with a finished run's checkpoint (and measure its masked share when asked)."""
     decode_once(ckpt, split, methods, out, threads=threads)
     if mask_share and not (out / MASK_SHARE_FILE).is_file():
         share = masked_token_share(ckpt, split)
@@ -130,18 +142,20 @@ def decoded(out: Path, methods: list[str], mask_share: bool) -> bool:
 
 
 def decode_job(preset: ReproducePreset, root: Path, name: str, split: str) -> Job:
-    """One model × set decoding job; waits for the model's training stage."""
-    out, run_dir = root / "decode" / name / split, root / name
+    """One model × set decoding job; waits for the model's training stage (a ``…-ljca-stage1`` model: for
+    its L_jca run)."""
+    out, run_dir = root / "decode" / name / split, root / run_of(name)
     methods, share = job_methods(preset, name, split), wants_mask_share(name, split)
 
     def command() -> list[str]:
         argv = [sys.executable, "-m", "kdlab.reproduce.eval", "--run", str(run_dir), "--set", split,
                 "--methods", ",".join(methods), "--out", str(out), "--threads", "1"]
-        return argv + (["--mask-share"] if share else [])
+        return argv + (["--stage1"] if is_stage1(name) else []) + (["--mask-share"] if share else [])
 
     cost = DECODE_COST * len(methods) * model_cost(preset, run_model(preset, name))
     return Job(f"decode-{name}-{split}", command, out / "decode.log", lambda: decoded(out, methods, share),
-               (name,), cost, inline=lambda: decode_stage(run_dir, split, methods, out, share))
+               (run_of(name),), cost,
+               inline=lambda: decode_stage(model_checkpoint(root, name), split, methods, out, share))
 
 
 def decode_jobs(preset: ReproducePreset, root: Path, names: list[str], splits: list[str]) -> list[Job]:
@@ -186,22 +200,35 @@ def evaluate_table3(root: Path, preset: ReproducePreset, ckpts: dict[str, Path],
     return rows
 
 
-def last_dev_acc(run_dir: Path) -> float | None:
-    """``dev_acc`` of the last epoch in a run's metrics.csv (students: masked-token accuracy of the CMLM)."""
+def last_dev_acc(run_dir: Path, until: int | None = None) -> float | None:
+    """``dev_acc`` of the last epoch (up to epoch ``until`` when given) in a run's metrics.csv (students:
+    masked-token accuracy of the CMLM)."""
     path = run_dir / "metrics.csv"
     if not path.is_file():
         return None
     with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["kind"] == "epoch" and r.get("dev_acc")]
+        rows = [r for r in csv.DictReader(f) if r["kind"] == "epoch" and r.get("dev_acc")
+                and (until is None or int(float(r["epoch"])) <= until)]
     return float(rows[-1]["dev_acc"]) if rows else None
 
 
+def stage1_epoch(root: Path, name: str) -> int | None:
+    """The epoch of a ``…-ljca-stage1`` model's checkpoint (None for other models)."""
+    if not is_stage1(name):
+        return None
+    from kdlab.checkpoint import load_checkpoint
+
+    epoch = load_checkpoint(model_checkpoint(root, name)).get("epoch")
+    return None if epoch is None else int(epoch)
+
+
 def diagnostics(root: Path, names: list[str]) -> dict[str, dict]:
-    """{model: {"dev_acc": …, "mask_share": {…} (students, test-clean)}}."""
+    """{model: {"dev_acc": …, "mask_share": {…} (students, test-clean)}}; the stage-1 L_jca model's dev
+    accuracy is that of its last stage-1 epoch."""
     out: dict[str, dict] = {}
     for name in names:
         share = root / "decode" / name / "test" / MASK_SHARE_FILE
-        out[name] = {"dev_acc": last_dev_acc(root / name),
+        out[name] = {"dev_acc": last_dev_acc(root / run_of(name), stage1_epoch(root, name)),
                      "mask_share": json.loads(share.read_text()) if share.is_file() else None}
     return out
 
@@ -210,13 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m kdlab.reproduce.eval``: one decoding job (model × set), in this process."""
     parser = argparse.ArgumentParser(prog="python -m kdlab.reproduce.eval", description=main.__doc__)
     parser.add_argument("--run", type=Path, required=True, help="finished training stage (run folder)")
+    parser.add_argument("--stage1", action="store_true", help="decode the L_jca run's stage-1 checkpoint")
     parser.add_argument("--set", required=True, help="evaluation split of the run's corpus")
     parser.add_argument("--methods", required=True, help="comma-separated decoding methods")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--mask-share", action="store_true", help=f"also measure the share masked at {P_THR}")
     args = parser.parse_args(argv)
-    decode_stage(args.run, args.set, args.methods.split(","), args.out, args.mask_share, args.threads)
+    ckpt = stage1_checkpoint_of(args.run) if args.stage1 else checkpoint_of(args.run)
+    if ckpt is None:
+        raise SystemExit(f"{args.run}: no stage-1 checkpoint")
+    decode_stage(ckpt, args.set, args.methods.split(","), args.out, args.mask_share, args.threads)
     return 0
 
 

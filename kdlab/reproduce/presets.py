@@ -2,7 +2,8 @@
 
 Paper (Section 4.2): AR teacher M (AISHELL-1) / L (LibriSpeech); NAR students at the teacher's size and
 ~9× smaller (XS / S); stage 1 (F-KD) 80 epochs from scratch, stage 2 (+S-KD) 20 epochs of fine-tuning;
-the last 5 checkpoints averaged; AR joint CTC/attention beam 10 (CTC weight 0.3); Mask-CTC beam B = 10,
+the last 5 checkpoints averaged (L_jca baseline: 80 + 20 epochs, also averaged at 80 for a comparison
+with +F-KD at the same length); AR joint CTC/attention beam 10 (CTC weight 0.3); Mask-CTC beam B = 10,
 p_thr = 0.99, K = 2. The mini presets shrink all of it so that the whole run fits a 2-core CPU.
 """
 
@@ -30,8 +31,8 @@ class ReproducePreset:
     teacher: str  # model preset of the AR teacher
     students: dict[str, str]  # {"same": preset, "smaller": preset}
     teacher_epochs: int
-    student_epochs: int  # baseline and stage-1 F-KD epochs (paper: 80)
-    finetune_epochs: int  # stage-2 ++S-KD epochs (paper: 20); baseline continues for as many
+    student_epochs: int  # stage-1 F-KD epochs (paper: 80); the baseline keeps its checkpoint at this length
+    finetune_epochs: int  # stage-2 ++S-KD epochs (paper: 20); the baseline continues for as many
     lr: float = 3e-3
     warmup_steps: int = 150
     finetune_lr: float = 5e-4

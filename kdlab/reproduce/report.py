@@ -1,4 +1,15 @@
-"""Tables and figures of ``kdlab reproduce``: Table 1 and Table 3 analogues, results.json, learning curves."""
+"""Tables and figures of ``kdlab reproduce``: Table 1 and Table 3 analogues, results.json, learning curves.
+
+Table 1's rel. column compares each KD student with the L_jca baseline at the same training length. The
+paper trains +F-KD for 80 epochs (stage 1) and fine-tunes it with ++S-KD for 20 more (stage 2), the
+baseline for 80 + 20 (Section 4.2); where the learning curves are still steep (the mini presets), a
+baseline trained 25 % longer than the +F-KD student would hide what F-KD gains. So +L_F-KD is compared
+with the baseline's stage-1 checkpoint (``nar-<size>-ljca-stage1``: the average of its last epochs at
+stage 1's length, its own row) and ++L_S-KD with the full-length baseline. Every record keeps the keys
+``criterion`` (L_jca / +L_F-KD / ++L_S-KD) and ``run`` (the model key: a run folder, or the stage-1 key),
+and adds ``row`` (the row's label, with the baseline's length), ``epochs`` and ``rel_to`` (the model key of
+the rel. reference).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +20,17 @@ from pathlib import Path
 
 from kdlab.reproduce.eval import DIAGNOSTIC, P_THR
 from kdlab.reproduce.presets import ReproducePreset
-from kdlab.reproduce.stages import CRITERION_LABEL, TEACHER, StudentRun, model_names, run_model
+from kdlab.reproduce.stages import (
+    CRITERION_LABEL,
+    TEACHER,
+    StudentRun,
+    eval_names,
+    is_stage1,
+    run_model,
+    run_of,
+    stage1_name,
+    student_epochs,
+)
 
 SIZE_LABEL = {"same": "NAR (same size)", "smaller": "NAR (smaller)"}
 SET_GROUPS = (("dev", "test"), ("dev-other", "test-other"))  # one Table 1 per group (clean, other)
@@ -41,15 +62,49 @@ def run_labels(name: str) -> tuple[str, str]:
     """(Method, Criterion) of a run: ``ar`` → AR / L_jca, ``nar-same-fkd`` → NAR (same size) / +L_F-KD."""
     if name == TEACHER:
         return "AR", CRITERION_LABEL["ljca"]
-    _, size, criterion = name.split("-")
+    _, size, criterion = run_of(name).split("-")
     return SIZE_LABEL[size], CRITERION_LABEL[criterion]
+
+
+def row_label(preset: ReproducePreset, name: str) -> str:
+    """Table 1's criterion cell: the L_jca baselines with their length (``L_jca (4+1 epochs)``, ``L_jca
+    (stage-1 length, 4 epochs)``), the other rows their criterion."""
+    criterion = run_labels(name)[1]
+    if is_stage1(name):
+        n = preset.student_epochs
+        return f"{criterion} (stage-1 length, {n} epoch{'s' if n != 1 else ''})"
+    if name != TEACHER and name.endswith("-ljca"):
+        return f"{criterion} ({preset.student_epochs}+{preset.finetune_epochs} epochs)"
+    return criterion
+
+
+def model_epochs(preset: ReproducePreset, name: str) -> int:
+    """Training epochs behind a model (++S-KD: stage 1 + its fine-tuning)."""
+    if name == TEACHER:
+        return preset.teacher_epochs
+    if is_stage1(name):
+        return preset.student_epochs
+    criterion = name.split("-")[2]
+    return student_epochs(preset, "ljca") if criterion in ("ljca", "skd") else preset.student_epochs
+
+
+def rel_reference(name: str, available: dict) -> str | None:
+    """The L_jca row a student's rel. column refers to, at the same training length: +F-KD → the stage-1
+    L_jca (the full-length one when that is missing), ++S-KD → the full-length L_jca; None for baselines."""
+    if name == TEACHER or name.endswith("-ljca") or is_stage1(name):
+        return None
+    size = name.split("-")[1]
+    full = StudentRun(size, "ljca").name
+    if name.endswith("-fkd") and stage1_name(size) in available:
+        return stage1_name(size)
+    return full
 
 
 def base_record(preset: ReproducePreset, params: dict[str, int], name: str, table: int | str) -> dict:
     """The columns every record of a run shares (corpus, table, method, size, criterion, run, #params)."""
     model, criterion = run_labels(name)
     return {"corpus": preset.name, "table": table, "model": model, "size": run_model(preset, name),
-            "criterion": criterion, "run": name, "params": params[name]}
+            "criterion": criterion, "row": row_label(preset, name), "run": name, "params": params[name]}
 
 
 def error_fields(split: str, res: dict) -> dict:
@@ -64,16 +119,19 @@ def error_fields(split: str, res: dict) -> dict:
 
 
 def table1_records(preset: ReproducePreset, params: dict[str, int], t1: dict[str, dict[str, dict]]) -> list[dict]:
-    """One record per Table-1 row (AR, then the three criteria per student size), errors on every set."""
+    """One record per Table-1 row (AR, then per student size: L_jca full length, L_jca at stage 1's length,
+    +F-KD, ++S-KD), errors on every set; rel. reduction against the L_jca of the same length (``rel_to``)."""
     metric = "CER" if t1[TEACHER]["test"]["unit"] == "char" else "WER"
     rows = []
-    for name in model_names(preset):
-        row = {**base_record(preset, params, name, 1), "metric": metric, "beam": 10, "rtf": None}
-        base = t1[StudentRun(name.split("-")[1], "ljca").name] if name != TEACHER else None
+    for name in [n for n in eval_names(preset) if n in t1]:
+        ref = rel_reference(name, t1)
+        row = {**base_record(preset, params, name, 1), "epochs": model_epochs(preset, name), "rel_to": ref,
+               "metric": metric, "beam": 10, "rtf": None}
         for split, res in t1[name].items():
             row.update(error_fields(split, res))
-            if base is not None and not name.endswith("-ljca"):
-                row[f"{set_key(split)}_rel_reduction"] = _round(relative_reduction(base[split]["rate"], res["rate"]))
+            if ref is not None:
+                rel = relative_reduction(t1[ref][split]["rate"], res["rate"])
+                row[f"{set_key(split)}_rel_reduction"] = _round(rel)
         rows.append(row)
     return rows
 
@@ -137,7 +195,7 @@ def table1_markdown(rows: list[dict], group: list[str], labels: dict[str, str]) 
     """Table 1 on one group of sets (e.g. dev-clean / test-clean): I+D, error, rel. reduction, CER, CTC."""
     m = rows[0]["metric"]
     view = [{**r, "params": format_params(r["params"])} for r in rows]
-    cols = [("model", "Method"), ("criterion", "Criterion"), ("params", "#Params")]
+    cols = [("model", "Method"), ("row", "Criterion"), ("params", "#Params")]
     for split in group:
         k, label = set_key(split), labels[split]
         cols += [(f"{k}_i_plus_d", f"{label} I+D"), (f"{k}_error", f"{label} {m}"),
@@ -158,7 +216,7 @@ def table3_markdown(rows: list[dict], metric: str, labels: dict[str, str]) -> st
 
 
 def diagnostics_markdown(rows: list[dict]) -> str:
-    cols = [("model", "Method"), ("criterion", "Criterion"), ("dev_acc_pct", "Dev token acc. %"),
+    cols = [("model", "Method"), ("row", "Criterion"), ("dev_acc_pct", "Dev token acc. %"),
             ("masked_pct", f"Greedy CTC tokens masked (p < {P_THR}) %"), ("ctc_tokens_per_utt", "CTC tokens / utt")]
     return markdown_table(rows, cols)
 
@@ -180,7 +238,7 @@ def report_markdown(preset: ReproducePreset, report: Report) -> str:
     for group in set_groups(report.labels):
         names = " / ".join(report.labels[x] for x in group)
         parts += [f"## Table 1 analogue, {names} ({metric} %, AR: joint CTC/attention beam 10, end rule "
-                  f"{report.meta.get('ar_end_rule', '?')}; NAR: Mask-CTC beam 10; rel. = relative reduction vs L_jca)",
+                  f"{report.meta.get('ar_end_rule', '?')}; NAR: Mask-CTC beam 10; {rel_caption(preset)})",
                   table1_markdown(report.t1_rows, group, report.labels)]
     parts += [f"## Table 3 analogue (Mask-CTC beams of the ++S-KD students; RTF on one CPU thread, batch 1, "
               f"{report.labels['test']})", table3_markdown(report.t3_rows, metric, report.labels),
@@ -189,6 +247,14 @@ def report_markdown(preset: ReproducePreset, report: Report) -> str:
               diagnostics_markdown(report.diag_rows), timing_line(report.timing),
               "![learning curves](learning_curves.png)"]
     return "\n\n".join(parts) + "\n"
+
+
+def rel_caption(preset: ReproducePreset) -> str:
+    """What Table 1's rel. column compares: each KD student with the L_jca baseline of the same length."""
+    s, f = preset.student_epochs, preset.finetune_epochs
+    return (f"rel. = relative reduction vs L_jca at the same training length: +L_F-KD ({s} epochs) vs the L_jca "
+            f"checkpoint at stage-1 length ({s} epochs), ++L_S-KD ({s}+{f} epochs) vs the full-length L_jca "
+            f"({s}+{f} epochs)")
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

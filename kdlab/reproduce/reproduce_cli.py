@@ -2,7 +2,9 @@
 
 data → tokenizer + CMVN → AR teacher → NAR students at the teacher's size and ~9× smaller, each L_jca /
 +F-KD / ++S-KD → checkpoint averaging → decoding on every evaluation set → Table 1 and Table 3 analogues,
-diagnostics, learning curves, results.json. The stages form a dependency graph (kdlab/reproduce/stages.py)
+diagnostics, learning curves, results.json. The L_jca baseline also keeps its stage-1 checkpoint (the paper's
+stage 1: 80 epochs of F-KD; stage 2: 20 of +S-KD, Section 4.2), so that Table 1 compares each KD student with
+the baseline at the same training length. The stages form a dependency graph (kdlab/reproduce/stages.py)
 run by a small scheduler (kdlab/reproduce/jobs.py), ``--jobs`` one-thread subprocesses at a time; the
 one-thread RTF measurements run last, alone. Finished stages are skipped on a re-run; an interrupted
 training run resumes from its last checkpoint.
@@ -73,7 +75,7 @@ def run_stages(preset, root: Path, corpus: Path, splits: list[str], jobs: int) -
     from kdlab.reproduce import stages as st
     from kdlab.reproduce.jobs import run_jobs
 
-    graph = st.training_jobs(preset, corpus, root) + ev.decode_jobs(preset, root, st.model_names(preset), splits)
+    graph = st.training_jobs(preset, corpus, root) + ev.decode_jobs(preset, root, st.eval_names(preset), splits)
     return run_jobs(graph, jobs)
 
 
@@ -98,9 +100,9 @@ def evaluate(preset, root: Path, splits: list[str]) -> dict:
     from kdlab.reproduce import report as rep
     from kdlab.reproduce import stages as st
 
-    names = st.model_names(preset)
-    ckpts = {name: st.checkpoint_of(root / name) for name in names}
-    rep.plot_learning_curves(root, names, root / "results" / "learning_curves.png")
+    names = st.eval_names(preset)  # the trained runs and the L_jca runs' stage-1 checkpoints
+    ckpts = {name: st.model_checkpoint(root, name) for name in names}
+    rep.plot_learning_curves(root, st.model_names(preset), root / "results" / "learning_curves.png")
     return {"params": parameter_counts(ckpts), "t3": ev.evaluate_table3(root, preset, ckpts, splits),
             "t1": ev.evaluate_table1(root, ckpts, splits), "diag": ev.diagnostics(root, names)}
 

@@ -8,6 +8,14 @@ Stages (jobs of :mod:`kdlab.reproduce.jobs`)::
                                          ├─ nar-same-ljca                          (skd also waits for nbest)
                                          └─ nar-smaller-ljca
 
+The paper's students (Section 4.2) train in two stages: stage 1, L_jca + F-KD from scratch for 80 epochs;
+stage 2, ++S-KD fine-tuning of the stage-1 model for 20 epochs. The L_jca baseline trains for 80 + 20
+epochs, and on the way it keeps a **stage-1 checkpoint** (``avg-stage1.pt``: the average of the last
+``average_last`` epoch checkpoints after ``student_epochs`` epochs), so that Table 1 compares +F-KD with
+the baseline at stage 1's length and ++S-KD with the full-length baseline. While the learning curves are
+still steep (the mini presets), a baseline trained 25 % longer than the F-KD student would otherwise
+hide, or reverse, what F-KD gains.
+
 Every stage is resumable: a finished stage (its ``DONE`` marker) is skipped, an interrupted training run
 resumes from its last epoch checkpoint. A stage runs as ``python -m kdlab.reproduce.stages KIND --config
 CFG.yaml --out FOLDER`` (KIND: prepare | train | nbest); its experiment config ``CFG.yaml`` and its log sit
@@ -23,12 +31,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kdlab.data.files import write_text_atomic
 from kdlab.reproduce.jobs import Job, log
 from kdlab.reproduce.presets import ReproducePreset
 
+if TYPE_CHECKING:
+    from kdlab.config import ExperimentConfig
+
 DONE = "DONE"
+STAGE1_FILE = "avg-stage1.pt"  # in an L_jca run folder: the baseline at stage 1's length
+STAGE1_SUFFIX = "-stage1"  # model key of that checkpoint: nar-<size>-ljca-stage1 (decode/<key>/<set>/)
 PREPARED = "PREPARED"  # in the teacher's folder: tokenizer and CMVN are fitted
 NBEST_FILE = "nbest.jsonl"  # in the teacher's folder: the teacher's N-best lists for S-KD
 TEACHER = "ar"  # the teacher's stage and run-folder name
@@ -55,8 +69,32 @@ CRITERION_LABEL = {"ljca": "L_jca", "fkd": "+L_F-KD", "skd": "++L_S-KD"}
 
 
 def model_names(preset: ReproducePreset) -> list[str]:
-    """The trained models (run folders) of Table 1: the teacher, then every student size × criterion."""
+    """The trained models (run folders): the teacher, then every student size × criterion."""
     return [TEACHER] + [StudentRun(size, c).name for size in preset.students for c in CRITERIA]
+
+
+def stage1_name(size: str) -> str:
+    """Model key of the L_jca baseline at stage 1's length: ``nar-<size>-ljca-stage1``."""
+    return StudentRun(size, "ljca").name + STAGE1_SUFFIX
+
+
+def is_stage1(name: str) -> bool:
+    return name.endswith(STAGE1_SUFFIX)
+
+
+def run_of(name: str) -> str:
+    """The run folder of a model key (``nar-same-ljca-stage1`` → ``nar-same-ljca``; others: itself)."""
+    return name.removesuffix(STAGE1_SUFFIX)
+
+
+def eval_names(preset: ReproducePreset) -> list[str]:
+    """The decoded models, in Table 1's order: the teacher, then per student size the full-length L_jca,
+    the stage-1-length L_jca (``nar-<size>-ljca-stage1``), +F-KD and ++S-KD."""
+    names = [TEACHER]
+    for size in preset.students:
+        runs = [StudentRun(size, c).name for c in CRITERIA]
+        names += [runs[0], stage1_name(size), *runs[1:]]
+    return names
 
 
 def run_model(preset: ReproducePreset, name: str) -> str:
@@ -75,6 +113,34 @@ def mark_done(folder: Path, info: dict, marker: str = DONE) -> None:
 def checkpoint_of(run_dir: Path) -> Path:
     """The averaged checkpoint of a finished training stage (from its ``DONE`` marker)."""
     return Path(json.loads((run_dir / DONE).read_text())["checkpoint"])
+
+
+def stage1_checkpoint_of(run_dir: Path) -> Path | None:
+    """An L_jca run's stage-1 checkpoint: the one its ``DONE`` marker records, else ``<run>/avg-stage1.pt``
+    (also one placed there by hand, to complete a run finished before the stage-1 checkpoint was kept);
+    None when there is none."""
+    marker = run_dir / DONE
+    if marker.is_file():
+        recorded = json.loads(marker.read_text()).get("stage1_checkpoint")
+        if recorded and Path(recorded).is_file():
+            return Path(recorded)
+    path = run_dir / STAGE1_FILE
+    return path if path.is_file() else None
+
+
+def model_checkpoint(root: Path, name: str) -> Path:
+    """The checkpoint a model key names: a run's averaged one, or (``…-ljca-stage1``) its stage-1 one."""
+    if not is_stage1(name):
+        return checkpoint_of(root / name)
+    ckpt = stage1_checkpoint_of(root / run_of(name))
+    if ckpt is None:
+        raise FileNotFoundError(f"{root / run_of(name)}: no stage-1 checkpoint ({STAGE1_FILE})")
+    return ckpt
+
+
+def baseline_done(run_dir: Path) -> bool:
+    """An L_jca run is finished when it is trained to full length and has its stage-1 checkpoint."""
+    return is_done(run_dir) and stage1_checkpoint_of(run_dir) is not None
 
 
 def prepare_corpus(preset: ReproducePreset, data_root: Path | None, cache: Path) -> Path:
@@ -121,7 +187,8 @@ def teacher_config(preset: ReproducePreset, corpus: Path) -> dict:
 
 
 def student_epochs(preset: ReproducePreset, criterion: str) -> int:
-    """L_jca trains as long as stage 1 + stage 2 together; F-KD is stage 1, S-KD stage 2."""
+    """L_jca trains as long as stage 1 + stage 2 together (keeping its stage-1 checkpoint on the way, see
+    :func:`keep_stage1`); F-KD is stage 1, S-KD stage 2 (Section 4.2: 80 + 20 epochs)."""
     return {"ljca": preset.student_epochs + preset.finetune_epochs, "fkd": preset.student_epochs,
             "skd": preset.finetune_epochs}[criterion]
 
@@ -182,23 +249,84 @@ def prepare_stage(cfg_dict: dict, teacher_dir: Path) -> None:
     mark_done(teacher_dir, {"seconds": round(time.perf_counter() - started, 1)}, PREPARED)
 
 
-def train_stage(name: str, cfg_dict: dict, run_dir: Path) -> Path:
-    """Train (or resume, or skip) one run; returns its averaged checkpoint."""
+def train_stage(name: str, cfg_dict: dict, run_dir: Path, stage1_epochs: int = 0) -> Path:
+    """Train (or resume, or skip) one run; returns its averaged checkpoint.
+
+    ``stage1_epochs`` > 0 (the L_jca baseline): train to that many epochs first and keep the stage-1
+    checkpoint (:func:`keep_stage1`), then continue in the same folder to ``train.epochs``. The schedule
+    is step-based and the sampler's order depends on the epoch number only, so raising ``train.epochs``
+    on the resumed run continues it exactly as one run of the full length would go on.
+    """
     from kdlab.checkpoint import epoch_checkpoints
     from kdlab.config import config_from_dict
     from kdlab.training.fit import fit
 
-    if is_done(run_dir):
+    if is_done(run_dir) and (not stage1_epochs or stage1_checkpoint_of(run_dir) is not None):
         log(f"{name}: done already, skipping")
+        if stage1_epochs:
+            record_stage1(run_dir, stage1_checkpoint_of(run_dir))
         return checkpoint_of(run_dir)
     cfg = config_from_dict({"name": name, **cfg_dict})
-    log(f"{name}: training {cfg.model.kind} {cfg.model.preset} for {cfg.train.epochs} epochs in {run_dir}")
     started = time.perf_counter()
+    stage1 = keep_stage1(cfg, run_dir, stage1_epochs) if stage1_epochs else None
+    if is_done(run_dir):  # a finished run that lacked its stage-1 checkpoint (kept epochs averaged now)
+        return record_stage1(run_dir, stage1)
+    log(f"{name}: training {cfg.model.kind} {cfg.model.preset} for {cfg.train.epochs} epochs in {run_dir}")
     result = fit(cfg, run_dir, resume=True)
     ckpt = Path(result.get("averaged") or epoch_checkpoints(run_dir)[-1])  # epoch-10 after epoch-9
-    mark_done(run_dir, {"checkpoint": str(ckpt), "seconds": round(time.perf_counter() - started, 1),
-                        "dev_loss": result.get("dev_loss"), "dev_acc": result.get("dev_acc")})
+    info = {"checkpoint": str(ckpt), "seconds": round(time.perf_counter() - started, 1),
+            "dev_loss": result.get("dev_loss"), "dev_acc": result.get("dev_acc")}
+    if stage1 is not None:
+        info.update(stage1_checkpoint=str(stage1), stage1_epochs=stage1_epochs)
+    mark_done(run_dir, info)
     return ckpt
+
+
+def record_stage1(run_dir: Path, stage1: Path | None) -> Path:
+    """Add the stage-1 checkpoint to a finished run's ``DONE`` marker (when missing); returns the run's
+    averaged checkpoint."""
+    info = json.loads((run_dir / DONE).read_text())
+    if stage1 is not None and info.get("stage1_checkpoint") != str(stage1):
+        mark_done(run_dir, {**info, "stage1_checkpoint": str(stage1)})
+    return Path(info["checkpoint"])
+
+
+def stage1_window(run_dir: Path, epochs: int, average_last: int) -> list[Path]:
+    """The epoch checkpoints that the stage-1 checkpoint averages: the last ``average_last`` (≥ 1) up to
+    epoch ``epochs``."""
+    first = max(epochs - max(average_last, 1), 0) + 1
+    return [run_dir / f"epoch-{e}.pt" for e in range(first, epochs + 1)]
+
+
+def keep_stage1(cfg: ExperimentConfig, run_dir: Path, epochs: int) -> Path:
+    """Train ``run_dir`` to ``epochs`` epochs (resuming) and average its last ``average_last`` epoch
+    checkpoints into ``<run>/avg-stage1.pt`` (atomically); kept as it is when present.
+
+    The paper's L_jca baseline runs as long as stage 1 (F-KD, 80 epochs) and stage 2 (+S-KD, 20 epochs)
+    together (Section 4.2); this checkpoint is the same baseline at stage 1's length, the fair reference
+    of the +F-KD student (same epochs, same averaging).
+    """
+    import dataclasses
+
+    from kdlab.checkpoint import EPOCH_RE, CheckpointError, average_checkpoints, epoch_checkpoints
+    from kdlab.training.fit import fit
+
+    out = run_dir / STAGE1_FILE
+    if out.is_file():
+        return out
+    window = stage1_window(run_dir, epochs, cfg.train.average_last)
+    if not all(p.is_file() for p in window):
+        kept = epoch_checkpoints(run_dir)
+        last = int(EPOCH_RE.match(kept[-1].name).group(1)) if kept else 0
+        if last >= epochs:
+            raise CheckpointError(
+                f"{run_dir}: trained to epoch {last} without {STAGE1_FILE}, and the epoch checkpoints of stage 1 "
+                f"({', '.join(p.name for p in window)}) are gone; put the average of those epochs there as "
+                f"{STAGE1_FILE}, or delete the folder to train it again")
+        log(f"{cfg.name}: stage 1, training to epoch {epochs} in {run_dir}")
+        fit(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs)), run_dir, resume=True)
+    log(f"{cfg.name}: stage-1 checkpoint {out} (average of {', '.join(p.name for p in window)})")
+    return average_checkpoints(window, out)
 
 
 def nbest_stage(cfg_dict: dict, teacher_dir: Path) -> None:
@@ -225,7 +353,7 @@ def run_stage(kind: str, cfg_dict: dict, out: Path) -> None:
     """Run one stage of ``kind`` with its experiment config (``name`` included)."""
     if kind == "train":
         cfg = dict(cfg_dict)
-        train_stage(cfg.pop("name"), cfg, out)
+        train_stage(cfg.pop("name"), cfg, out, int(cfg.pop("stage1_epochs", 0)))
     else:
         STAGES[kind](cfg_dict, out)
 
@@ -271,13 +399,17 @@ def student_deps(run: StudentRun) -> tuple[str, ...]:
 def student_job(preset: ReproducePreset, corpus: Path, root: Path, run: StudentRun) -> Job:
     teacher_dir, run_dir = root / TEACHER, root / run.name
 
-    def make_config() -> dict:
-        teacher = checkpoint_of(teacher_dir) if run.criterion != "ljca" else None
-        fkd = checkpoint_of(root / StudentRun(run.size, "fkd").name) if run.criterion == "skd" else None
-        return {"name": run.name, **student_config(preset, corpus, run, teacher_dir, teacher, fkd)}
+    baseline = run.criterion == "ljca"
 
-    return stage_job("train", run.name, run_dir, run_dir / "train.log", make_config,
-                     lambda: is_done(run_dir), student_deps(run), student_cost(preset, run))
+    def make_config() -> dict:
+        teacher = checkpoint_of(teacher_dir) if not baseline else None
+        fkd = checkpoint_of(root / StudentRun(run.size, "fkd").name) if run.criterion == "skd" else None
+        stage1 = {"stage1_epochs": preset.student_epochs} if baseline else {}
+        return {"name": run.name, **stage1, **student_config(preset, corpus, run, teacher_dir, teacher, fkd)}
+
+    done = (lambda: baseline_done(run_dir)) if baseline else (lambda: is_done(run_dir))
+    return stage_job("train", run.name, run_dir, run_dir / "train.log", make_config, done,
+                     student_deps(run), student_cost(preset, run))
 
 
 def teacher_jobs(preset: ReproducePreset, corpus: Path, root: Path) -> list[Job]:
