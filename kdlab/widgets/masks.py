@@ -15,7 +15,6 @@ import ipywidgets as w
 from IPython.display import HTML, Image
 from matplotlib.figure import Figure
 
-from kdlab.explore.scoring import reference_alignment
 from kdlab.explore.masking import (
     Fill,
     all_fills,
@@ -27,6 +26,7 @@ from kdlab.explore.masking import (
 )
 from kdlab.explore.model import LoadedModel, load_model
 from kdlab.explore.outputs import Outputs, run_encoder
+from kdlab.explore.scoring import reference_alignment
 from kdlab.explore.searches import greedy, maskctc
 from kdlab.explore.utterance import Utterance
 from kdlab.search.types import CTCResult, MaskCTCTrace

@@ -1,0 +1,427 @@
+"""Training runs for the notebooks: the device's setup, a small synthesized corpus, the AR teacher and the
+Mask-CTC students of Table 1 (L_jca, +F-KD stage 1, ++S-KD stage 2) trained with :func:`kdlab.training.fit.fit`,
+and their Table 1 analogue.
+
+The configs come from ``kdlab reproduce`` (:func:`kdlab.reproduce.stages.teacher_config` /
+:func:`~kdlab.reproduce.stages.student_config` over a :class:`~kdlab.reproduce.presets.ReproducePreset`);
+this module only shrinks the preset to the machine and sets the KD weights of eq 10 and eq 13:
+
+    L = L_jca + γ_enc (β_F L_F-KD + β_S L_S-KD)_enc + γ_dec (β_F L_F-KD + β_S L_S-KD)_dec
+
+A run folder is named after a digest of its config: training the same config again reuses the finished run,
+a changed weight or preset trains a new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from kdlab.pretrained.store import REPO_ROOT
+from kdlab.reproduce.presets import MINI_EN, PRESETS, CorpusSpec, ReproducePreset
+from kdlab.reproduce.stages import (
+    CRITERIA,
+    TEACHER,
+    StudentRun,
+    checkpoint_of,
+    is_done,
+    mark_done,
+    student_config,
+    teacher_config,
+)
+
+CACHE_DIR = REPO_ROOT / "data" / "cache" / "notebook-05"
+SMOKE_PREFIX = "kdlab-notebook-05-smoke-"  # + process id: the smoke run's temporary folder
+TEST_SETS = ("test", "test-other")  # the synthesized corpus's clean and "other" test sets
+# A model small enough for a one-epoch smoke run (ModelConfig fields over the presets).
+SMOKE_MODEL = {"d_model": 32, "heads": 2, "ffn_dim": 64, "enc_blocks": 1, "dec_blocks": 1, "cnn_kernel": 3,
+               "subsample_channels": 8}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the notebook trains: corpus, model sizes and epochs (a shrunk ``preset``) on ``device``."""
+
+    name: str  # smoke | cpu | gpu
+    device: str  # cpu | cuda
+    preset: ReproducePreset  # corpus, teacher / student model presets, epochs, learning rates, batches
+    size: str = "smaller"  # the student size trained: "same" (the teacher's preset) | "smaller"
+    model: dict = field(default_factory=dict)  # ModelConfig fields over every run's preset ({}: none)
+    nbest: int = 10  # |Ω| of eq 8-9 and the teacher's beam for the N-best search
+    log_interval: int = 10  # optimiser steps between the per-step rows of metrics.csv
+    note: str = ""
+
+    def describe(self) -> str:
+        """A few lines: the device, the corpus and what is trained how long."""
+        p, c = self.preset, self.preset.corpus
+        student = p.students[self.size]
+        model = f" (every model overridden by {self.model})" if self.model else ""
+        return "\n".join([
+            f"setup {self.name!r} on {self.device}: {self.note}",
+            f"corpus: synthesized mini-{c.lang}, {c.hours:g} h of training audio, {c.n_dev} dev and {c.n_test} "
+            f"test utterances per condition",
+            f"teacher: AR {p.teacher}, {p.teacher_epochs} epochs; student: Mask-CTC {student} ({self.size}){model}",
+            f"student epochs: L_jca {p.student_epochs + p.finetune_epochs}, stage 1 (+F-KD) {p.student_epochs}, "
+            f"stage 2 (++S-KD) {p.finetune_epochs} (from stage 1, lr {p.finetune_lr:g})",
+            f"batches of {p.max_frames} (teacher) / {p.student_max_frames or p.max_frames} (students) feature "
+            f"frames; N-best |Ω| = {self.nbest}",
+        ])
+
+
+def _cpu_preset() -> ReproducePreset:
+    """mini-en shrunk to a few minutes on one CPU thread: 0.15 h of audio, a few epochs, short warm-up."""
+    return replace(MINI_EN, name="notebook-cpu", corpus=CorpusSpec(kind="synth", lang="en", hours=0.15, n_dev=20,
+                                                                  n_test=20),
+                   teacher_epochs=5, student_epochs=4, finetune_epochs=1, warmup_steps=60, max_frames=1500,
+                   student_max_frames=1500, average_last=2)
+
+
+def _smoke_preset() -> ReproducePreset:
+    """A minuscule corpus and one epoch per run: the notebook's code path in seconds."""
+    return replace(MINI_EN, name="notebook-smoke", corpus=CorpusSpec(kind="synth", lang="en", hours=0.02, n_dev=4,
+                                                                    n_test=4),
+                   teacher_epochs=1, student_epochs=1, finetune_epochs=1, warmup_steps=5, max_frames=1500,
+                   student_max_frames=1500, average_last=1)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def choose_setup(smoke: bool = False, device: str | None = None) -> Setup:
+    """The run for this machine: ``mini-en-large`` on a GPU, a few-minute shrunk mini-en on a CPU, and a
+    one-epoch toy in smoke mode (any device)."""
+    device = device or default_device()
+    if smoke:
+        return Setup("smoke", device, _smoke_preset(), model=dict(SMOKE_MODEL), nbest=2, log_interval=1,
+                     note="smoke mode: a toy corpus and a toy model, one epoch each (checks the code path only)")
+    if device.startswith("cuda"):
+        return Setup("gpu", device, PRESETS["mini-en-large"], size="same", nbest=10, log_interval=10,
+                     note="a GPU is present: the mini-en-large preset of kdlab reproduce")
+    return Setup("cpu", device, _cpu_preset(), size="smaller", nbest=4, log_interval=5,
+                 note="no GPU: a small CPU run that takes a few minutes (far too short to learn much; the shipped "
+                      "models show what the full recipe reaches)")
+
+
+# ----------------------------------------------------------------------------- corpus
+
+
+def workspace(setup: Setup) -> Path:
+    """Where corpus and runs go: ``data/cache/notebook-05`` (kept, so finished runs are reused), or in smoke
+    mode a fresh temporary folder of this process (those of finished processes are removed)."""
+    if setup.name != "smoke":
+        return CACHE_DIR
+    import shutil
+    import tempfile
+
+    for old in Path(tempfile.gettempdir()).glob(f"{SMOKE_PREFIX}*"):
+        pid = old.name.removeprefix(SMOKE_PREFIX)
+        if not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    folder = Path(tempfile.gettempdir()) / f"{SMOKE_PREFIX}{os.getpid()}"
+    folder.mkdir()
+    return folder
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def corpus_dir(setup: Setup, cache: str | Path | None = None) -> Path:
+    """``<cache>/corpora/<preset>-<hours>h`` (cache: ``data/cache/notebook-05``)."""
+    spec = setup.preset.corpus
+    return Path(cache or CACHE_DIR) / "corpora" / f"{setup.preset.name}-{spec.hours:g}h"
+
+
+def make_corpus(setup: Setup, cache: str | Path | None = None) -> Path:
+    """Synthesize the setup's corpus (kept when already complete); returns its folder."""
+    from kdlab.data.synth import synthesize_corpus
+
+    spec, out = setup.preset.corpus, corpus_dir(setup, cache)
+    workers = 1 if setup.device == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 1))
+    synthesize_corpus(out, spec.lang, seed=spec.seed, train_hours=spec.hours, n_dev=spec.n_dev,
+                      n_test=spec.n_test, workers=workers)
+    return out
+
+
+def corpus_summary(corpus: str | Path) -> list[dict]:
+    """One row per split of a synthesized corpus: utterances, hours, voices (from its info.json)."""
+    info = json.loads((Path(corpus) / "info.json").read_text())
+    return [{"split": name, "utterances": s["utterances"], "hours": round(s["hours"], 3),
+             "voices": len(s.get("voices", []))} for name, s in info["splits"].items()]
+
+
+# ----------------------------------------------------------------------------- KD weights
+
+
+@dataclass(frozen=True)
+class KDWeights:
+    """The weights of eq 10 and eq 13 for one stage."""
+
+    gamma_enc: float
+    gamma_dec: float
+    beta_f: float
+    beta_s: float
+
+    @classmethod
+    def paper(cls, criterion: str) -> KDWeights:
+        """Section 4.2: stage 1 (``fkd``) β_F 1, β_S 0, γ_enc 0.5, γ_dec 0.3; stage 2 (``skd``) all 1 / 0.5."""
+        from kdlab.kd.config import KDConfig
+
+        stage = KDConfig.stage1 if criterion == "fkd" else KDConfig.stage2
+        kd = stage("<teacher>")
+        return cls(kd.gamma_enc, kd.gamma_dec, kd.beta_f, kd.beta_s)
+
+    def label(self) -> str:
+        return f"γ_enc {self.gamma_enc:g}, γ_dec {self.gamma_dec:g}, β_F {self.beta_f:g}, β_S {self.beta_s:g}"
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A finished (or reused) training run."""
+
+    name: str  # ar | nar-<size>-<criterion>
+    criterion: str  # ljca for the teacher and the baseline | fkd | skd
+    run_dir: Path
+    checkpoint: Path
+    weights: KDWeights | None = None
+    label: str = ""  # unique within a TrainingLab: the name, its KD weights, and the folder when ambiguous
+
+
+def run_label(name: str, weights: KDWeights | None) -> str:
+    return name if weights is None else f"{name} ({weights.label()})"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What an epoch callback receives: the run, the epoch just finished and every metrics.csv row so far."""
+
+    name: str
+    epoch: int
+    epochs: int
+    rows: list[dict]
+
+
+EpochCallback = Callable[[Progress], None]
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """metrics.csv rows with numbers as floats (``kind``: step | epoch; empty cells left out)."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [_numbers(r) for r in csv.DictReader(f)]
+
+
+def _numbers(row: dict) -> dict:
+    out: dict = {"kind": row["kind"]}
+    for k, v in row.items():
+        if k != "kind" and v not in ("", None):
+            out[k] = float(v)
+    return out
+
+
+def config_digest(cfg: dict) -> str:
+    """Eight hex digits of the config's sha1 (run-folder suffix)."""
+    return hashlib.sha1(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def train_run(name: str, cfg: dict, run_dir: Path, on_epoch: EpochCallback | None = None) -> Path:
+    """Train ``cfg`` in ``run_dir`` (resumed when interrupted, skipped when done); returns its checkpoint.
+
+    ``on_epoch`` gets a :class:`Progress` after every epoch (the rows of ``metrics.csv``)."""
+    from kdlab.checkpoint import epoch_checkpoints
+    from kdlab.config import config_from_dict
+    from kdlab.training.fit import fit
+
+    epochs = int(cfg["train"]["epochs"])
+    if is_done(run_dir):
+        if on_epoch is not None:
+            on_epoch(Progress(name, epochs, epochs, read_metrics(run_dir)))
+        return checkpoint_of(run_dir)
+
+    def hook(epoch: int, _state: object, _metrics: dict) -> None:
+        if on_epoch is not None:
+            on_epoch(Progress(name, epoch, epochs, read_metrics(run_dir)))
+
+    result = fit(config_from_dict({"name": name, **cfg}), run_dir, resume=True, on_epoch_end=hook)
+    ckpt = Path(result.get("averaged") or epoch_checkpoints(run_dir)[-1])
+    mark_done(run_dir, {"checkpoint": str(ckpt), "dev_loss": result.get("dev_loss"),
+                        "dev_acc": result.get("dev_acc")})
+    return ckpt
+
+
+class TrainingLab:
+    """The teacher and the students of one setup, their run folders under ``root`` and their decodings."""
+
+    def __init__(self, setup: Setup, corpus: str | Path, root: str | Path | None = None) -> None:
+        self.setup, self.corpus = setup, Path(corpus)
+        self.root = Path(root) if root is not None else CACHE_DIR / "runs" / setup.name
+        self.runs: dict[str, RunInfo] = {}  # by label, in training order
+        self._decoded: dict[tuple, dict] = {}
+
+    # --- configs
+    def _adapt(self, cfg: dict) -> dict:
+        """The setup's model overrides, log interval and device over a reproduce stage config."""
+        cfg["train"].update(log_interval=self.setup.log_interval, device=self.setup.device, progress=True)
+        if self.setup.model:
+            cfg["model"]["config"] = dict(self.setup.model)
+        return cfg
+
+    def teacher_config(self) -> dict:
+        return self._adapt(teacher_config(self.setup.preset, self.corpus))
+
+    def student_config(self, criterion: str, weights: KDWeights | None = None,
+                       fkd: RunInfo | None = None) -> dict:
+        """L_jca baseline, stage 1 (+F-KD) or stage 2 (++S-KD from ``fkd``) with ``weights`` (eq 10, 13)."""
+        teacher = self.teacher
+        run = StudentRun(self.setup.size, criterion)
+        cfg = student_config(self.setup.preset, self.corpus, run, teacher.run_dir, teacher.checkpoint,
+                             fkd.checkpoint if fkd else None)
+        if criterion != "ljca":
+            w = weights or KDWeights.paper(criterion)
+            cfg["kd"].update(asdict(w), nbest=self.setup.nbest, beam=max(self.setup.nbest, 2))
+        return self._adapt(cfg)
+
+    # --- training
+    @property
+    def teacher(self) -> RunInfo:
+        if TEACHER not in self.runs:
+            raise RuntimeError("train the teacher first (train_teacher)")
+        return self.runs[TEACHER]
+
+    def _train(self, name: str, criterion: str, cfg: dict, weights: KDWeights | None,
+               on_epoch: EpochCallback | None) -> RunInfo:
+        run_dir = self.root / f"{name}-{config_digest(cfg)}"
+        ckpt = train_run(name, cfg, run_dir, on_epoch)
+        label = run_label(name, weights)
+        if label in self.runs and self.runs[label].run_dir != run_dir:  # e.g. stage 2 of another stage 1
+            label = f"{label} [{run_dir.name}]"
+        self.runs[label] = RunInfo(name, criterion, run_dir, ckpt, weights, label)
+        return self.runs[label]
+
+    def train_teacher(self, on_epoch: EpochCallback | None = None) -> RunInfo:
+        """The AR teacher (joint CTC/attention, eq 6); its folder also holds the tokenizer and CMVN."""
+        return self._train(TEACHER, "ljca", self.teacher_config(), None, on_epoch)
+
+    def train_student(self, criterion: str, weights: KDWeights | None = None,
+                      on_epoch: EpochCallback | None = None, fkd: RunInfo | None = None) -> RunInfo:
+        """One student: ``ljca`` (eq 6 alone), ``fkd`` (stage 1, eq 7 + 11) or ``skd`` (stage 2 from ``fkd``
+        or the last stage-1 run, eq 7-12). ``weights`` default to the paper's for the stage."""
+        if criterion not in CRITERIA:
+            raise ValueError(f"unknown criterion {criterion!r}; expected one of {CRITERIA}")
+        if criterion == "skd":
+            fkd = fkd or self.latest("fkd")
+        w = None if criterion == "ljca" else weights or KDWeights.paper(criterion)
+        cfg = self.student_config(criterion, w, fkd)
+        return self._train(StudentRun(self.setup.size, criterion).name, criterion, cfg, w, on_epoch)
+
+    def latest(self, criterion: str) -> RunInfo:
+        """The most recently trained run of ``criterion``."""
+        found = [r for r in self.runs.values() if r.criterion == criterion and r.name != TEACHER]
+        if not found:
+            raise RuntimeError(f"no {criterion} student trained yet")
+        return found[-1]
+
+    def metrics(self, label: str) -> list[dict]:
+        """metrics.csv rows of a trained run (by label, e.g. ``ar``)."""
+        return read_metrics(self.runs[label].run_dir)
+
+    def all_metrics(self) -> dict[str, list[dict]]:
+        """metrics.csv rows of every trained run, by label, in training order."""
+        return {label: read_metrics(r.run_dir) for label, r in self.runs.items()}
+
+    def epoch_offsets(self) -> dict[str, int]:
+        """Stage 2 continues stage 1: its epochs are drawn after the stage-1 epochs."""
+        return {label: self.setup.preset.student_epochs for label, r in self.runs.items() if r.criterion == "skd"}
+
+    # --- decoding
+    def decode(self, run: RunInfo, set_name: str, p_thr: float = 0.99, K: int = 2, beam: int = 10) -> dict:
+        """Error counts of one run on one set (teacher: joint beam 10; students: Algorithm 1 with B = ``beam``,
+        ``p_thr``, ``K``), cached in memory and in the run folder."""
+        key = self._key(run, set_name, p_thr, K, beam)
+        method = key[2]
+        if key not in self._decoded:
+            out = run.run_dir / "decode" / f"{set_name}-{method}-p{p_thr:g}-K{K}"
+            self._decoded[key] = _decode(run.checkpoint, set_name, method, p_thr, K, out, self.setup.device)
+        return self._decoded[key]
+
+    @staticmethod
+    def _key(run: RunInfo, set_name: str, p_thr: float, K: int, beam: int) -> tuple:
+        """Cache key of a decoding; the teacher's joint beam search ignores the Mask-CTC settings."""
+        if run.name == TEACHER:
+            return str(run.checkpoint), set_name, "attention_beam10", 0.99, 2
+        return str(run.checkpoint), set_name, f"maskctc_beam{beam}", p_thr, K
+
+    def decoded(self, run: RunInfo, set_name: str, p_thr: float, K: int, beam: int) -> bool:
+        return self._key(run, set_name, p_thr, K, beam) in self._decoded
+
+    def table1(self, p_thr: float = 0.99, K: int = 2, beam: int = 10, sets: Sequence[str] = TEST_SETS,
+               decode: bool = True) -> list[dict] | None:
+        """Table 1 analogue rows (error rate, I+D, relative reduction vs L_jca per set) of every trained run;
+        ``decode=False`` returns None unless every decoding is cached already."""
+        if not decode and not all(self.decoded(r, s, p_thr, K, beam) for r in self.runs.values() for s in sets):
+            return None
+        return table1_rows({label: {s: self.decode(r, s, p_thr, K, beam) for s in sets}
+                            for label, r in self.runs.items()}, self.runs)
+
+
+def _decode(ckpt: Path, set_name: str, method: str, p_thr: float, K: int, out: Path, device: str = "cpu") -> dict:
+    """``kdlab decode`` in process (summary.json in ``out`` is reused)."""
+    import argparse
+
+    summary = out / "summary.json"
+    if summary.is_file():
+        return json.loads(summary.read_text())[method]
+    from kdlab.evaluate.decode_cli import run_decode
+
+    args = argparse.Namespace(ckpt=str(ckpt), methods=method, set=set_name, out=str(out), beam=10, ctc_weight=0.3,
+                              end_rule="beam", p_thr=p_thr, K=K, max_frames=20000, limit=None, threads=0,
+                              device=device)
+    with contextlib.redirect_stdout(io.StringIO()):  # its one summary line per method: the table shows them
+        result = run_decode(args)
+    summary.write_text(json.dumps(result, indent=1) + "\n")
+    return result[method]
+
+
+def table1_rows(results: dict[str, dict[str, dict]], runs: dict[str, RunInfo]) -> list[dict]:
+    """One row per run: model, criterion, KD weights, and per set the error rate, I+D and the relative error
+    reduction against the L_jca baseline (the paper's Table 1 columns)."""
+    from kdlab.reproduce.report import relative_reduction, run_labels
+
+    base = next((results[label] for label, r in runs.items() if r.criterion == "ljca" and r.name != TEACHER), None)
+    rows = []
+    for label, per_set in results.items():
+        run = runs[label]
+        model, criterion = run_labels(run.name)
+        row = {"model": model, "criterion": criterion, "KD weights": run.weights.label() if run.weights else "",
+               "run": run.run_dir.name}
+        for s, res in per_set.items():
+            name = "WER" if res["unit"] == "word" else "CER"
+            row[f"{s} {name}"] = round(res["rate"], 2)
+            row[f"{s} I+D"] = round(res["i_plus_d"], 2)
+            if base is not None and run.criterion in ("fkd", "skd"):
+                red = relative_reduction(base[s]["rate"], res["rate"])
+                row[f"{s} rel. red. %"] = None if red is None else round(red, 1)
+        rows.append(row)
+    return rows
