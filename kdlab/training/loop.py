@@ -177,7 +177,11 @@ def _skip_batch(state: TrainState, batch: dict, epoch: int) -> None:
 
 def interactive() -> bool:
     """Progress bars only on a terminal or in a notebook; a log file gets fit's one line per epoch."""
-    return sys.stderr.isatty() or "ipykernel" in sys.modules
+    if sys.stderr.isatty():
+        return True
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None  # None outside a running kernel/shell
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def train_one_epoch(state: TrainState, loader, epoch: int) -> dict[str, float]:
