@@ -7,15 +7,21 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import torch
+
 from kdlab.explore.model import LoadedModel
+from kdlab.search.maskctc import low_confidence
 from kdlab.search.types import MaskCTCTrace, MaskIteration
-from kdlab.tokens import MASK, SOS_EOS
+from kdlab.tokens import MASK
 
 
 def masks_at(tokens: Sequence[int], confidences: Sequence[float], p_thr: float) -> list[bool]:
     """Positions Mask-CTC masks before decoding: confidence < ``p_thr`` (and ids the CTC head should never
-    emit), the same rule as :func:`kdlab.search.maskctc.initial_masks`."""
-    return [c < p_thr or t in (SOS_EOS, MASK) for t, c in zip(tokens, confidences, strict=True)]
+    emit), :func:`kdlab.search.maskctc.low_confidence`, the rule of the search itself."""
+    if len(tokens) != len(confidences):
+        raise ValueError(f"{len(tokens)} tokens but {len(confidences)} confidences")
+    return low_confidence(torch.tensor(list(tokens), dtype=torch.long),
+                          torch.tensor(list(confidences), dtype=torch.float64), p_thr).tolist()
 
 
 def mask_counts(confidences: Sequence[float], thresholds: Sequence[float]) -> list[int]:

@@ -48,10 +48,15 @@ def initial_masks(
     g = greedy_tensors(ctc_logp, lens)
     L = g.tokens.shape[1]
     valid = length_mask(g.lens, L)  # (B, L)
-    special = (g.tokens == SOS_EOS) | (g.tokens == MASK)  # an untrained CTC head may emit these
-    mask = ((g.conf < p_thr) | special) & valid  # (B, L)
+    mask = low_confidence(g.tokens, g.conf, p_thr) & valid  # (B, L)
     ys = g.tokens.masked_fill(mask, MASK)
     return ys, g.lens, mask, g.conf
+
+
+def low_confidence(tokens: torch.Tensor, conf: torch.Tensor, p_thr: float) -> torch.Tensor:
+    """The masking rule: confidence below ``p_thr``, or an id the CTC head should never emit (an untrained
+    head may emit ``<sos/eos>``/``<mask>``). tokens, conf (..., L) -> bool (..., L)."""
+    return (conf < p_thr) | (tokens == SOS_EOS) | (tokens == MASK)
 
 
 def fill_count(remaining: torch.Tensor, K: int) -> torch.Tensor:
