@@ -24,7 +24,7 @@ import yaml
 
 from kdlab.errors import UserError
 
-MODEL_KINDS = ("ar", "maskctc")
+MODEL_KINDS = ("ar", "maskctc", "ctc", "transducer")
 OPTIMIZERS = ("adam", "adamw")
 PRECISIONS = ("fp32", "bf16", "fp16")
 TOKENIZER_KINDS = ("char", "bpe")
@@ -64,7 +64,7 @@ class DataConfig:
 
 @dataclass
 class ModelSection:
-    kind: str = "maskctc"  # ar (joint CTC/attention teacher) | maskctc (NAR student)
+    kind: str = "maskctc"  # ar (joint CTC/attention teacher) | maskctc (NAR student) | ctc | transducer
     preset: str | None = "mini-student"  # a name in kdlab.models.config.PRESETS (L, M, S, XS, mini-*) or null
     config: dict = field(default_factory=dict)  # ModelConfig fields; override the preset (all if no preset)
 

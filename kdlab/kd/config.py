@@ -12,13 +12,20 @@ CTC/attention beam search (beam 10, CTC weight 0.3).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from kdlab.config import DictConfig
 from kdlab.search.joint_beam import END_RULES
 
 ON_MISMATCH = ("error", "recompute")
+# "ar-nar": the paper's eq 7–13 (Mask-CTC student); the others are the related KD families
+# (docs/KD_FAMILIES.md): "ctc" token-probability KD on the final CTC head, "inter" Inter-KD, "layer"
+# layer-to-layer KD + APC for a streaming student, "onebest" / "lattice" for a transducer student.
+METHODS = ("ar-nar", "ctc", "inter", "layer", "onebest", "lattice")
+# the teacher kinds each method accepts
+TEACHER_KINDS = {"ar-nar": ("ar",), "ctc": ("ar", "maskctc", "ctc"), "inter": ("ar", "maskctc", "ctc"),
+                 "layer": ("ar", "maskctc", "ctc"), "onebest": ("transducer",), "lattice": ("transducer",)}
 ENC_FRAME_NORMS = ("utterance", "frame")
 
 
@@ -45,6 +52,15 @@ class KDConfig(DictConfig):
     enc_frame_norm: str = "utterance"  # eq 7: "utterance" (Σ_t, mean over utterances) | "frame" (frame mean)
     nbest_max_frames: int = 8000     # padded feature frames per batch of the teacher's N-best search
     seed: int = 0                    # seed of the hypothesis masking of eq 12
+    # --- the related KD families (method != "ar-nar"): L = L_student + weight·L_KD
+    method: str = "ar-nar"           # one of METHODS
+    weight: float = 1.0              # λ of the family's KD loss
+    temperature: float = 1.0         # softmax temperature of the family KL terms (teacher and student)
+    teacher_layers: list = field(default_factory=list)  # "layer": teacher blocks (1-based) for the aux_layers
+    layer_weight: float = 1.0        # "layer": weight of the layer-to-layer term
+    apc_weight: float = 1.0          # "layer": weight of the APC term
+    apc_shift: int = 2               # "layer": frames (after subsampling) the APC heads predict ahead
+    token_weight: float = 0.0        # "layer": weight of an added token-probability (final CTC) term
 
     def __post_init__(self) -> None:
         self.validate()
@@ -69,13 +85,22 @@ class KDConfig(DictConfig):
             raise ValueError(
                 f"KDConfig.enc_frame_norm must be one of {ENC_FRAME_NORMS}, got {self.enc_frame_norm!r}"
             )
+        if self.method not in METHODS:
+            raise ValueError(f"KDConfig.method must be one of {METHODS}, got {self.method!r}")
+        for name in ("weight", "layer_weight", "apc_weight", "token_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"KDConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.temperature <= 0 or self.apc_shift < 1:
+            raise ValueError(f"KDConfig.temperature ({self.temperature}) must be > 0 and apc_shift "
+                             f"({self.apc_shift}) >= 1")
         if self.enabled and not self.teacher:
             raise ValueError("KDConfig.enabled is true but KDConfig.teacher (checkpoint path) is empty")
 
     @property
     def uses_nbest(self) -> bool:
         """Sequence-level KD (eq 8, 12) needs the teacher's N-best lists."""
-        return self.enabled and self.beta_s > 0 and (self.gamma_enc > 0 or self.gamma_dec > 0)
+        return (self.enabled and self.method == "ar-nar" and self.beta_s > 0
+                and (self.gamma_enc > 0 or self.gamma_dec > 0))
 
     @classmethod
     def stage1(cls, teacher: str, **overrides: Any) -> KDConfig:

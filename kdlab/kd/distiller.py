@@ -15,7 +15,7 @@ import torch
 from kdlab.checkpoint import sha256_file
 from kdlab.config import ConfigError
 from kdlab.data.tokenizer import sha256_dir
-from kdlab.kd.config import KDConfig
+from kdlab.kd.config import TEACHER_KINDS, KDConfig
 from kdlab.kd.losses import (
     dec_frame_kd,
     dec_seq_kd,
@@ -167,8 +167,10 @@ def cmvn_bridge(student_cmvn: Any, teacher_cmvn: Any) -> FeatMap | None:
 
 
 def build_distiller(kd_cfg: KDConfig, run_dir: str | Path, train_manifest: Any,
-                    device: torch.device | str = "cpu", log: Callable[[str], None] = print) -> Distiller:
-    """Load the frozen AR teacher, check it against the student's run folder, build/load the N-best cache.
+                    device: torch.device | str = "cpu", log: Callable[[str], None] = print) -> Any:
+    """Load the frozen teacher, check it against the student's run folder, build/load the N-best cache.
+
+    ``kd_cfg.method`` other than "ar-nar" returns that KD family's distiller (kdlab.kd.families).
 
     run_dir: the student's run folder; its ``tokenizer/`` (when present) must hold the teacher's vocabulary
     and its ``cmvn.json`` (when present and different from the teacher's) is bridged onto the teacher's.
@@ -182,9 +184,10 @@ def build_distiller(kd_cfg: KDConfig, run_dir: str | Path, train_manifest: Any,
     if not kd_cfg.teacher:
         raise ConfigError("kd.teacher: no teacher checkpoint given")
     teacher, tokenizer, t_cmvn, t_exp = load_model_from_checkpoint(kd_cfg.teacher, device)
-    if t_exp.model.kind != "ar":
-        raise ConfigError(f"kd.teacher {kd_cfg.teacher}: the teacher must be an AR model, "
-                         f"got {t_exp.model.kind!r}")
+    allowed = TEACHER_KINDS[kd_cfg.method]
+    if t_exp.model.kind not in allowed:
+        raise ConfigError(f"kd.teacher {kd_cfg.teacher}: kd.method {kd_cfg.method!r} needs a teacher of kind "
+                         f"{' or '.join(allowed)}, got {t_exp.model.kind!r}")
     run_dir = Path(run_dir)
     check_student_tokenizer(run_dir / "tokenizer", tokenizer)
     feat_map = None
@@ -192,6 +195,10 @@ def build_distiller(kd_cfg: KDConfig, run_dir: str | Path, train_manifest: Any,
         feat_map = cmvn_bridge(GlobalCMVN.load(run_dir / "cmvn.json"), t_cmvn)
         if feat_map is not None:
             log("kd: the student's CMVN differs from the teacher's; teacher inputs are re-normalised")
+    if kd_cfg.method != "ar-nar":
+        from kdlab.kd.families import build_family_distiller
+
+        return build_family_distiller(kd_cfg, teacher, feat_map)
     cache = None
     if kd_cfg.uses_nbest:
         cache = _nbest_cache(kd_cfg, run_dir, train_manifest, teacher, tokenizer, t_cmvn, device, log)

@@ -12,7 +12,7 @@ The paper's own Table 2 numbers (115.0 / 46.8 / 12.4 / 6.5 M) mix vocabularies (
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from kdlab.config import DictConfig
@@ -41,6 +41,19 @@ class ModelConfig(DictConfig):
     subsample_channels: int = 0  # Conv2d subsampling channels; 0: d_model (ESPnet). The mini presets use fewer
     cmlm_rel_pos: bool = False  # CMLM decoder self-attention with relative positions (ESPnet: absolute)
     cmlm_embed_std: float = 0.0  # CMLM embedding init std; 0: torch's N(0, 1) as ESPnet (fairseq: d^-0.5)
+    # CTC student (kind "ctc"): intermediate CTC heads (InterCTC / Inter-KD, docs/KD_FAMILIES.md)
+    inter_ctc_layers: list = field(default_factory=list)  # encoder blocks (1-based) with an intermediate head
+    inter_ctc_weight: float = 0.3  # w of L = (1 - w)·L_ctc + w·mean_k L_ctc,k
+    # streaming encoder (chunk-based attention, causal depthwise convolution)
+    chunk_size: int = 0  # encoder frames (after the x4 subsampling) per attention chunk; 0: full context
+    left_chunks: int = -1  # chunks of left context each chunk attends to; -1: all
+    # streaming student: auxiliary non-streaming branches for layer-to-layer KD and APC heads
+    aux_layers: list = field(default_factory=list)  # encoder blocks (1-based) followed by an aux branch
+    aux_out_dim: int = 0  # output width of the aux branches / APC heads (the teacher's d_model); 0: d_model
+    # transducer (kind "transducer")
+    pred_dim: int = 0  # prediction network width; 0: d_model
+    pred_layers: int = 1  # LSTM layers of the prediction network
+    joint_dim: int = 0  # joiner hidden width; 0: d_model
 
     def __post_init__(self) -> None:
         if self.d_model % self.heads:
@@ -57,6 +70,29 @@ class ModelConfig(DictConfig):
             raise ValueError(f"ModelConfig: ctc_weight={self.ctc_weight} must lie in [0, 1]")
         if not 0.0 <= self.lsm_weight < 1.0:
             raise ValueError(f"ModelConfig: lsm_weight={self.lsm_weight} must lie in [0, 1)")
+        self._check_families()
+
+    def _check_families(self) -> None:
+        """Ranges of the KD-family fields (intermediate heads, streaming, aux branches, transducer)."""
+        for name in ("inter_ctc_layers", "aux_layers"):
+            bad = [k for k in getattr(self, name) if not isinstance(k, int) or not 1 <= k <= self.enc_blocks]
+            if bad:
+                raise ValueError(f"ModelConfig: {name} {bad} outside the encoder blocks 1..{self.enc_blocks}")
+        if not 0.0 <= self.inter_ctc_weight <= 1.0:
+            raise ValueError(f"ModelConfig: inter_ctc_weight={self.inter_ctc_weight} must lie in [0, 1]")
+        if self.chunk_size < 0 or self.left_chunks < -1:
+            raise ValueError(f"ModelConfig: chunk_size={self.chunk_size} must be >= 0 and "
+                             f"left_chunks={self.left_chunks} >= -1")
+        for name in ("aux_out_dim", "pred_dim", "joint_dim"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ModelConfig: {name}={getattr(self, name)} must be >= 0")
+        if self.pred_layers < 1:
+            raise ValueError(f"ModelConfig: pred_layers={self.pred_layers} must be >= 1")
+
+    @property
+    def streaming(self) -> bool:
+        """Chunk-based attention and causal convolution in the encoder."""
+        return self.chunk_size > 0
 
 
     def with_updates(self, **changes: Any) -> "ModelConfig":

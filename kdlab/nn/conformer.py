@@ -105,9 +105,19 @@ class ConformerEncoder(nn.Module):
 
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feats (B, T, F), feat_lens (B,) -> (enc (B, T', D), enc_lens (B,))."""
+        enc, lens, _ = self.forward_hidden(feats, feat_lens)
+        return enc, lens
+
+    def forward_hidden(
+        self, feats: torch.Tensor, feat_lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Like ``forward``, plus every block's output: hidden[k] (B, T', D) is block k+1's (before the
+        final LayerNorm), for intermediate CTC heads and layer-to-layer KD."""
         x, lens = self.embed(feats, feat_lens)  # (B, T', D)
         valid = length_mask(lens, x.size(1))  # (B, T')
         x, pos_emb = self.pos_enc(x)  # (B, T', D), (1, 2T'-1, D)
+        hidden = []
         for block in self.blocks:
             x = block(x, pos_emb, valid)
-        return self.after_norm(x), lens
+            hidden.append(x)
+        return self.after_norm(x), lens, hidden

@@ -2,7 +2,8 @@
 
 Method names: ``ctc_greedy``, ``ctc_prefix_beam`` (``ctc_prefix_beam5`` sets the beam), ``attention_beam``
 (AR models: joint CTC/attention, ``attention_beam10``), ``maskctc_greedy``, ``maskctc_beam``
-(Mask-CTC models: Algorithm 1, ``maskctc_beam5``). A trailing number overrides the ``beam`` option.
+(Mask-CTC models: Algorithm 1, ``maskctc_beam5``), ``rnnt_greedy``, ``rnnt_beam`` (transducers,
+``kdlab.search.transducer``). A trailing number overrides the ``beam`` option.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from kdlab.search.joint_beam import StepFn, joint_beam_search
 from kdlab.search.maskctc import MLMFn, maskctc_greedy
 from kdlab.search.maskctc_beam import maskctc_beam
 
-BASE_METHODS = ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "maskctc_greedy", "maskctc_beam")
-BEAM_METHODS = ("ctc_prefix_beam", "attention_beam", "maskctc_beam")
+BASE_METHODS = ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "maskctc_greedy", "maskctc_beam",
+                "rnnt_greedy", "rnnt_beam")
+BEAM_METHODS = ("ctc_prefix_beam", "attention_beam", "maskctc_beam", "rnnt_beam")
 AR_ONLY = ("attention_beam",)
 MASKCTC_ONLY = ("maskctc_greedy", "maskctc_beam")
+RNNT_ONLY = ("rnnt_greedy", "rnnt_beam")
+CTC_METHODS = ("ctc_greedy", "ctc_prefix_beam")
 _NAME = re.compile(r"^([a-z_]+?)(\d+)?$")
 
 
@@ -56,6 +60,10 @@ def check_methods(model: torch.nn.Module, methods: list[str]) -> None:
             raise ValueError(f"method {name!r} needs an AR model (with decoder_step)")
         if base in MASKCTC_ONLY and not hasattr(model, "mlm_logits"):
             raise ValueError(f"method {name!r} needs a Mask-CTC model (with mlm_logits)")
+        if base in RNNT_ONLY and not hasattr(model, "joiner"):
+            raise ValueError(f"method {name!r} needs a transducer model (with a joiner)")
+        if base in CTC_METHODS and not hasattr(model, "ctc"):
+            raise ValueError(f"method {name!r} needs a model with a CTC head")
 
 
 def make_step_fn(model: Any, enc: torch.Tensor, enc_lens: torch.Tensor) -> StepFn:
@@ -85,12 +93,18 @@ def make_mlm_fn(model: Any, enc: torch.Tensor, enc_lens: torch.Tensor) -> MLMFn:
 
 
 def run_method(
-    name: str, model: Any, enc: torch.Tensor, enc_lens: torch.Tensor, ctc_logp: torch.Tensor,
+    name: str, model: Any, enc: torch.Tensor, enc_lens: torch.Tensor, ctc_logp: torch.Tensor | None,
     opts: DecodeOptions,
 ) -> list[list[int]]:
     """Apply one method to an encoded batch; returns the best token ids per utterance."""
     base, num = parse_method(name)
     beam = num or opts.beam
+    if base in RNNT_ONLY:
+        from kdlab.search.transducer import transducer_beam, transducer_greedy
+
+        if base == "rnnt_greedy":
+            return transducer_greedy(model, enc, enc_lens)
+        return [hyps[0].tokens for hyps in transducer_beam(model, enc, enc_lens, beam=beam)]
     if base == "ctc_greedy":
         return [r.tokens for r in ctc_greedy(ctc_logp, enc_lens)]
     if base == "ctc_prefix_beam":
@@ -122,7 +136,7 @@ def decode(
     with torch.inference_mode():
         t0 = time.perf_counter()
         enc, enc_lens = model.encode(batch["feats"].to(dev), batch["feat_lens"].to(dev))  # (B, T', D)
-        ctc_logp = model.ctc_log_probs(enc)  # (B, T', V)
+        ctc_logp = model.ctc_log_probs(enc) if hasattr(model, "ctc") else None  # (B, T', V)
         _add(timings, "encoder", t0)
         out = {}
         for name in methods:

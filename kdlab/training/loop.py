@@ -93,8 +93,8 @@ def compute_loss(model: nn.Module, batch: dict, kd: KDTerm | None = None,
     """
     out = model(batch["feats"], batch["feat_lens"], batch["tokens"], batch["token_lens"])
     loss = out["loss"]
-    metrics = {"loss_jca": loss, "loss_ctc": out.get("loss_ctc"), "loss_att": out.get("loss_att"),
-               "acc": out.get("acc")}
+    metrics = {"loss_jca": loss, "acc": out.get("acc")}
+    metrics.update({k: v for k, v in out.items() if k.startswith("loss_")})  # loss_ctc, loss_att, loss_inter…
     if kd is not None:
         kd_loss, kd_metrics = kd(student if student is not None else model, batch, out)
         loss = loss + kd_loss
