@@ -76,7 +76,8 @@ def set_manifests(spec: str, sets: Sequence[str] = tuple(SET_FILES), source: str
 
 
 def table1_method(kind: str) -> str:
-    """Table 1: the AR teacher's joint CTC/attention beam 10, the students' Mask-CTC beam 10."""
+    """Table 1: the AR teacher's joint CTC/attention beam 10, the students' Mask-CTC beam 10 (the KD
+    families' models: :data:`kdlab.reproduce.eval.KIND_METHOD`)."""
     from kdlab.reproduce.eval import table1_method as method
 
     return method(kind)

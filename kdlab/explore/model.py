@@ -13,7 +13,8 @@ from kdlab.tokens import BLANK, MASK, SOS_EOS
 
 @dataclass(frozen=True, eq=False)
 class LoadedModel:
-    """``kind`` is ``"ar"`` (teacher: joint CTC/attention) or ``"maskctc"`` (student: CTC + CMLM)."""
+    """``kind`` is the run's ``model.kind``: ``"ar"`` (teacher: joint CTC/attention), ``"maskctc"`` (student:
+    CTC + CMLM), ``"ctc"`` or ``"transducer"`` (the KD families' models)."""
 
     name: str
     model: torch.nn.Module
@@ -43,12 +44,6 @@ class LoadedModel:
         return self.tokenizer.unit
 
 
-def _kind(model: torch.nn.Module) -> str:
-    from kdlab.models.maskctc import MaskCTCModel
-
-    return "maskctc" if isinstance(model, MaskCTCModel) else "ar"
-
-
 @lru_cache(maxsize=16)
 def load_model(spec: str) -> LoadedModel:
     """``"mini-en/teacher"`` (a shipped model), ``"pretrained:mini-en/teacher"`` or a checkpoint path of a
@@ -58,5 +53,5 @@ def load_model(spec: str) -> LoadedModel:
     source = spec
     if not spec.startswith(PRETRAINED_PREFIX) and not spec.endswith(".pt") and spec.count("/") == 1:
         source = PRETRAINED_PREFIX + spec
-    model, tokenizer, cmvn, _ = load_model_from_checkpoint(source, device="cpu")
-    return LoadedModel(spec.removeprefix(PRETRAINED_PREFIX), model, tokenizer, cmvn, _kind(model))
+    model, tokenizer, cmvn, exp = load_model_from_checkpoint(source, device="cpu")
+    return LoadedModel(spec.removeprefix(PRETRAINED_PREFIX), model, tokenizer, cmvn, exp.model.kind)

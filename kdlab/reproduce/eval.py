@@ -101,9 +101,15 @@ def masked_token_share(ckpt: Path, set_name: str, p_thr: float = P_THR, max_fram
             "share": masked / tokens if tokens else None}
 
 
+# The main decoding of each model kind: Table 1's AR joint CTC/attention beam 10 and NAR Mask-CTC beam search
+# B = 10 (Section 4.2); the KD families' CTC students decode greedily, their transducers with beam 4.
+KIND_METHOD = {"ar": "attention_beam10", "maskctc": "maskctc_beam10", "ctc": "ctc_greedy",
+               "transducer": "rnnt_beam4"}
+
+
 def table1_method(kind: str) -> str:
-    """Table 1 decoding: AR joint CTC/attention beam 10; NAR Mask-CTC beam search B = 10 (Section 4.2)."""
-    return "attention_beam10" if kind == "ar" else "maskctc_beam10"
+    """The main decoding method of a model ``kind`` (:data:`KIND_METHOD`)."""
+    return KIND_METHOD[kind]
 
 
 def table3_runs(preset: ReproducePreset) -> list[str]:

@@ -30,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", default="data/cache", help="where corpora and features are kept")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="override a preset field, e.g. --set teacher_epochs=4 (repeatable)")
+    parser.add_argument("--family", dest="families", action="append", default=[],
+                        choices=["inter", "stream", "rnnt", "all"],
+                        help="instead of the paper's experiment, train and compare a related KD family "
+                             "(Inter-KD, streaming layer-to-layer KD + APC, transducer one-best-path KD; "
+                             "repeatable; docs/KD_FAMILIES.md); uses or trains the preset's AR teacher")
     parser.add_argument("--jobs", type=int, default=None,
                         help="stages run at once, as one-thread subprocesses (default: 2 on a CPU, 1 on a GPU); "
                              "1 runs them one after the other in this process (for debugging)")
@@ -135,6 +140,28 @@ def run(preset, root: Path, data_root: Path | None, cache: Path, jobs: int | Non
     return rep.write_report(root / "results", preset, report)
 
 
+def run_families(preset, root: Path, families: list[str], data_root: Path | None, cache: Path,
+                 jobs: int | None = None) -> str:
+    """The KD-family comparisons in ``root/families`` (the paper's teacher in ``root/ar``); returns their
+    Markdown tables (also in ``root/results/families.md``)."""
+    from kdlab.reproduce import eval as ev
+    from kdlab.reproduce import families as fam
+    from kdlab.reproduce import stages as st
+    from kdlab.reproduce.family_report import write_family_report
+    from kdlab.reproduce.jobs import run_jobs
+
+    started = time.perf_counter()
+    jobs = jobs or default_jobs()
+    corpus = st.prepare_corpus(preset, data_root, cache)
+    splits = [s for s in ev.eval_sets(corpus) if s.startswith("test")]
+    runs = fam.family_runs(families)
+    stage_s = run_jobs(fam.family_jobs(preset, corpus, root, runs, splits), jobs)
+    timing = record_timing(root, stage_s, jobs=jobs, total_s=time.perf_counter() - started)
+    meta = {"preset": preset.name, "families": families, "machine": f"{platform.machine()} {os.cpu_count()} cores",
+            "jobs": jobs, "wall_min_this_call": round(timing["total_s"] / 60, 1)}
+    return write_family_report(root, runs, splits, ev.set_labels(ev.eval_sets(corpus)), meta)
+
+
 def train_seconds(run_dir: Path) -> float:
     import json
 
@@ -148,8 +175,12 @@ def main(args: argparse.Namespace) -> int:
 
     preset = apply_overrides(get_preset(args.preset), args.overrides)
     root = Path(args.out or f"runs/reproduce-{preset.name}")
+    data_root = Path(args.data_root) if args.data_root else None
     try:
-        md = run(preset, root, Path(args.data_root) if args.data_root else None, Path(args.cache), args.jobs)
+        if args.families:
+            md = run_families(preset, root, args.families, data_root, Path(args.cache), args.jobs)
+        else:
+            md = run(preset, root, data_root, Path(args.cache), args.jobs)
     except StageFailed as err:
         print(f"kdlab reproduce: {err}", file=sys.stderr)
         return 1
