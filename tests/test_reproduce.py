@@ -245,3 +245,59 @@ def test_ship_exports_the_runs_models_with_reverifiable_check_figures(tiny_run, 
 def test_reproduce_rejects_unknown_override():
     with pytest.raises(SystemExit, match="FIELD=VALUE"):
         reproduce.apply_overrides(get_preset("mini-en"), ["no_such_field=1"])
+
+
+@pytest.fixture(scope="module")
+def tiny_families(tiny_run):
+    """Every KD family on the tiny run's corpus, beside its AR teacher (one epoch per run)."""
+    import dataclasses
+
+    from kdlab.reproduce import families as fam
+
+    root, _ = tiny_run
+    preset = reproduce.apply_overrides(get_preset("mini-en"), TINY)
+    saved = dict(fam.FAMILY_RUNS)
+    fam.FAMILY_RUNS.update({k: [dataclasses.replace(r, epochs=1) for r in runs] for k, runs in saved.items()})
+    try:
+        md = reproduce.run_families(preset, root, ["all"], None, root.parent / "cache", jobs=1)
+    finally:
+        fam.FAMILY_RUNS.update(saved)
+    return root, preset, md
+
+
+def test_reproduce_families_train_decode_and_compare_every_family(tiny_families):
+    from kdlab.config import load_config
+    from kdlab.reproduce.families import FAMILY_RUNS
+
+    root, _, md = tiny_families
+    records = json.loads((root / "results" / "families.json").read_text())["records"]
+    names = [r.name for runs in FAMILY_RUNS.values() for r in runs]
+    assert [r["run"] for r in records] == names
+    for r in records:  # every method of every run decoded on both test sets
+        assert all(r[f"{s}_{m}"] >= 0 for s in ("test", "test_other")
+                   for m in next(x.methods for x in FAMILY_RUNS[r["family"]] if x.name == r["run"]))
+    rel = {r["run"]: r.get("test_rel") for r in records}
+    assert rel["inter-none"] is None and rel["inter-kd"] is not None and rel["rnnt-teacher"] is None
+    assert "### Inter-KD" in md and "### Streaming" in md and "### Transducers" in md
+    # the transducer teacher starts from the AR teacher's encoder; the KD students name their teachers
+    teacher_cfg = load_config(root / "families" / "rnnt-teacher" / "config.yaml")
+    assert teacher_cfg.train.init_encoder_from.endswith("ar/avg-1.pt")
+    onebest = load_config(root / "families" / "rnnt-onebest" / "config.yaml")
+    assert onebest.kd.method == "onebest" and "families/rnnt-teacher" in onebest.kd.teacher
+    layer = load_config(root / "families" / "stream-layer" / "config.yaml")
+    assert layer.model.config["chunk_size"] > 0 and layer.kd.method == "layer"
+
+
+def test_ship_families_exports_reverifiable_family_models(tiny_families, tmp_path):
+    from kdlab.pretrained import store as pretrained
+    from kdlab.pretrained.check import verify
+    from kdlab.pretrained.ship import ship_families
+
+    root, preset, _ = tiny_families
+    ship_families(root, preset, ["inter", "rnnt"], n_check=2, models_root=tmp_path)
+    shipped = pretrained.available(tmp_path)
+    assert "mini-en/inter-kd" in shipped and "mini-en/rnnt-onebest" in shipped
+    card = pretrained.card("mini-en", "rnnt-onebest", root=tmp_path)
+    assert card["family"] == "rnnt" and "--family rnnt" in card["recipe"]
+    assert set(card["results"]["check/test-clean"]) == {"rnnt_greedy", "rnnt_beam4"}
+    assert all(r.agrees(0.0) for r in verify("mini-en/inter-kd", root=tmp_path))

@@ -61,6 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     h.add_argument("--preset", default="mini-en", help="its reproduce preset (names the corpus: mini-en)")
     h.add_argument("--n", type=int, default=20, help="utterances per check set (default 20)")
     h.add_argument("--force", action="store_true", help="replace shipped models of the same names")
+    h.add_argument("--family", dest="families", action="append", default=[],
+                   choices=["inter", "stream", "rnnt", "all"],
+                   help="ship the runs of kdlab reproduce --family instead of the paper's models (repeatable)")
     v.add_argument("--tolerance", type=float, default=0.01,
                    help="allowed difference in errors, as a share of the reference length (default 0.01)")
 
@@ -171,10 +174,15 @@ def do_verify(args: argparse.Namespace) -> int:
 
 
 def do_ship(args: argparse.Namespace) -> None:
-    from kdlab.pretrained.ship import ship_run
+    from kdlab.pretrained.ship import ship_families, ship_run
     from kdlab.reproduce.presets import get_preset
 
-    for folder in ship_run(args.run, get_preset(args.preset), args.n, args.root, args.force):
+    preset = get_preset(args.preset)
+    if args.families:
+        folders = ship_families(args.run, preset, args.families, args.n, args.root, args.force)
+    else:
+        folders = ship_run(args.run, preset, args.n, args.root, args.force)
+    for folder in folders:
         print(f"{folder}: exported")
 
 

@@ -5,6 +5,7 @@ For a run folder ``runs/reproduce-<preset>``: the check sets (first test utteran
 both sizes) an export whose card holds the run's full-set results (``<run>/decode/<model>/<set>/summary.json``,
 measured with the float32 checkpoint), the recipe and the corpus seed, and then the shipped (float16) model's
 own figures on the check sets with its Table-1 method and CTC greedy — the figures the test suite re-checks.
+``--family`` ships the runs of ``kdlab reproduce --family`` the same way (:func:`ship_families`).
 """
 
 from __future__ import annotations
@@ -39,21 +40,22 @@ def _check_sets(corpus_dir: Path, corpus: str, n: int, models_root: Path | None)
             for s in splits if s.startswith("test")}
 
 
-def _run_results(root: Path, run: str, corpus_dir: Path) -> dict[str, dict]:
-    """The run's full-set figures {set label: {method: row}} (without the machine-dependent RTF)."""
+def _run_results(decode_dir: Path, corpus_dir: Path) -> dict[str, dict]:
+    """The run's full-set figures {set label: {method: row}} (without the machine-dependent RTF), from
+    ``<decode_dir>/<set>/summary.json``."""
     labels = set_labels(eval_sets(corpus_dir))
     out = {}
     for split, label in labels.items():
-        path = root / "decode" / run / split / "summary.json"
+        path = decode_dir / split / "summary.json"
         if path.is_file():
             rows = json.loads(path.read_text(encoding="utf-8"))
             out[label] = {m: {k: v for k, v in row.items() if k != "rtf"} for m, row in rows.items()}
     return out
 
 
-def _check_results(spec: str, kind: str, checks: dict[str, Path], models_root: Path | None) -> dict[str, dict]:
-    """Figures of the shipped model ``spec`` on the check sets with its Table-1 method and CTC greedy."""
-    methods = [table1_method(kind), DIAGNOSTIC]
+def _check_results(spec: str, methods: list[str], checks: dict[str, Path], models_root: Path | None
+                   ) -> dict[str, dict]:
+    """Figures of the shipped model ``spec`` on the check sets with each of ``methods``."""
     return {name: {m: {k: v for k, v in decode_row(spec, manifest, m, models_root).items() if k != "rtf"}
                    for m in methods}
             for name, manifest in checks.items()}
@@ -84,8 +86,36 @@ def ship_run(root: Path, preset: ReproducePreset, n_check: int = 20, models_root
         kind = "ar" if run == TEACHER else "maskctc"
         fields = {"recipe": f"kdlab reproduce --preset {preset.name} ({run} stage)",
                   "command": f"./run.sh reproduce --preset {preset.name}", "corpus_seed": preset.corpus.seed,
-                  "results": _run_results(root, run, corpus_dir)}
+                  "results": _run_results(root / "decode" / run, corpus_dir)}
         folder = export(ckpt, corpus, name, fields, root=models_root, overwrite=force)
-        _add_results(folder, _check_results(f"pretrained:{corpus}/{name}", kind, checks, models_root))
+        methods = [table1_method(kind), DIAGNOSTIC]
+        _add_results(folder, _check_results(f"pretrained:{corpus}/{name}", methods, checks, models_root))
+        folders.append(folder)
+    return folders
+
+
+def ship_families(root: Path, preset: ReproducePreset, families: list[str], n_check: int = 20,
+                  models_root: Path | None = None, force: bool = False) -> list[Path]:
+    """Export the finished runs of ``kdlab reproduce --family`` in ``root`` as ``<preset name>/<run>``
+    (e.g. ``mini-en/inter-kd``), each card with the run's full-set and check-set figures of its methods."""
+    from kdlab.config import load_config
+    from kdlab.reproduce.families import FAMILIES_DIR, family_runs, run_dir
+
+    runs = family_runs(families)
+    missing = [run.name for run in runs if not is_done(run_dir(root, run.name))]
+    if missing:
+        raise ValueError(f"{root}: run(s) {', '.join(missing)} not finished; run kdlab reproduce --family first")
+    corpus_dir = Path(load_config(root / TEACHER / "config.yaml").data.corpus)
+    checks = _check_sets(corpus_dir, preset.name, n_check, models_root)
+    folders = []
+    for run in runs:
+        fields = {"recipe": f"kdlab reproduce --preset {preset.name} --family {run.family} ({run.name})",
+                  "command": f"./run.sh reproduce --preset {preset.name} --family {run.family}",
+                  "corpus_seed": preset.corpus.seed, "family": run.family, "label": run.label,
+                  "results": _run_results(root / FAMILIES_DIR / "decode" / run.name, corpus_dir)}
+        folder = export(checkpoint_of(run_dir(root, run.name)), preset.name, run.name, fields, root=models_root,
+                        overwrite=force)
+        spec = f"pretrained:{preset.name}/{run.name}"
+        _add_results(folder, _check_results(spec, list(run.methods), checks, models_root))
         folders.append(folder)
     return folders
