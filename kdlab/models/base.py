@@ -59,6 +59,7 @@ class JointCTCModel(nn.Module):
             n_mels=cfg.n_mels, d_model=cfg.d_model, heads=cfg.heads, ffn_dim=cfg.ffn_dim, blocks=cfg.enc_blocks,
             kernel=cfg.cnn_kernel, dropout=cfg.dropout, pos_dropout=cfg.pos_dropout,
             attn_dropout=cfg.attn_dropout, subsample_channels=cfg.subsample_channels,
+            chunk_size=cfg.chunk_size, left_chunks=cfg.left_chunks,
         )
         self.ctc = CTCHead(cfg.d_model, vocab_size)
 
