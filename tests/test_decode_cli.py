@@ -32,17 +32,17 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
         records.append({"id": f"u{i}", "path": f"u{i}.wav", "duration": dur, "text": text, "speaker": "s"})
     write_manifest(root / "test.jsonl", records)
     tok = CharTokenizer.train(TEXTS, lang="zh")
-    for kind in ("ar", "maskctc"):
-        run = root / kind
+    for name, kind, extra in (("ar", "ar", {}), ("maskctc", "maskctc", {}), ("stream", "ctc", {"chunk_size": 4})):
+        run = root / name
         run.mkdir()
-        cfg = ExperimentConfig(name=kind)
+        cfg = ExperimentConfig(name=name)
         cfg.data.corpus, cfg.data.lang = str(root), "zh"
-        cfg.model.kind, cfg.model.preset, cfg.model.config = kind, None, dict(TINY)
+        cfg.model.kind, cfg.model.preset, cfg.model.config = kind, None, {**TINY, **extra}
         save_config(cfg, run / "config.yaml")
         tok.save(run / "tokenizer")
         GlobalCMVN(torch.zeros(80), torch.ones(80)).save(run / "cmvn.json")
         torch.manual_seed(0)
-        model = build_model(ModelConfig(**TINY), tok.vocab_size, kind)
+        model = build_model(ModelConfig(**TINY, **extra), tok.vocab_size, kind)
         torch.save({"model": model.state_dict()}, run / "epoch-1.pt")
     return root
 
@@ -147,3 +147,20 @@ def test_decode_end_rule_option(workspace: Path, capsys: pytest.CaptureFixture):
     with pytest.raises(SystemExit):
         cli(["decode", "--ckpt", ckpt, "--end-rule", "espnet", "--out", str(workspace / "dec-x")])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_decode_chunk_size_option(workspace: Path, capsys: pytest.CaptureFixture):
+    """A streaming model decodes with its own chunk or another one; the summary records chunk and latency;
+    a chunk option for a non-streaming model is a one-line error."""
+    ckpt = str(workspace / "stream" / "epoch-1.pt")
+    for chunk, out in ((None, "own"), (2, "c2"), (0, "full")):
+        argv = ["decode", "--ckpt", ckpt, "--methods", "ctc_greedy", "--out", str(workspace / out)]
+        assert cli(argv + ([] if chunk is None else ["--chunk-size", str(chunk)])) == 0
+    summary = {out: json.loads((workspace / out / "summary.json").read_text())["ctc_greedy"] for out in ("own", "c2")}
+    assert (summary["own"]["chunk_size"], summary["own"]["latency_ms"]) == (4, 190.0)
+    assert (summary["c2"]["chunk_size"], summary["c2"]["latency_ms"]) == (2, 110.0)
+    assert "chunk_size" not in json.loads((workspace / "full" / "summary.json").read_text())["ctc_greedy"]
+    capsys.readouterr()
+    ar = str(workspace / "ar" / "epoch-1.pt")
+    assert cli(["decode", "--ckpt", ar, "--chunk-size", "4", "--out", str(workspace / "y")]) == 2
+    assert "not a streaming model" in capsys.readouterr().err

@@ -5,14 +5,19 @@ Example::
     kdlab decode --ckpt runs/student/avg-5.pt --methods maskctc_greedy,maskctc_beam10 --set test --out exp/d
 
 writes ``recogs-<method>.txt``, ``errs-<method>.txt``, ``wer-summary-<method>.txt`` per method and
-``summary.json`` (rate, S/I/D, I+D, RTF per method) under ``--out``.
+``summary.json`` (rate, S/I/D, I+D, RTF per method) under ``--out``. Streaming models decode with the
+chunk they were trained with, or ``--chunk-size`` / ``--left-chunks`` (the summary adds the chunk and its
+algorithmic latency).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 INPUT_ERRORS = (ValueError,)  # a bad --methods value or a model that cannot run a method (exit 2)
 
@@ -36,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="decode only the first N utterances")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--chunk-size", type=int, default=None,
+                        help="streaming models: attention chunk in encoder frames (40 ms each; 0: full "
+                             "context); default: the chunk the model was trained with")
+    parser.add_argument("--left-chunks", type=int, default=None,
+                        help="streaming models: chunks of left context (-1: all); default: the model's")
 
 
 def run_decode(args: argparse.Namespace) -> dict[str, dict]:
@@ -44,10 +54,8 @@ def run_decode(args: argparse.Namespace) -> dict[str, dict]:
 
     from kdlab.checkpoint import load_model_from_checkpoint
     from kdlab.config import ConfigError
-    from kdlab.evaluate.metrics import error_rate
-    from kdlab.evaluate.results import format_summary, write_results
-    from kdlab.evaluate.sets import audio_seconds, load_records, make_batches, resolve_set
-    from kdlab.search.decode import check_methods, decode
+    from kdlab.evaluate.sets import load_records, resolve_set
+    from kdlab.search.decode import check_methods
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -57,6 +65,45 @@ def run_decode(args: argparse.Namespace) -> dict[str, dict]:
     model, tokenizer, cmvn, exp_cfg = load_model_from_checkpoint(args.ckpt, device=args.device)
     check_methods(model, methods)
     records = load_records(resolve_set(args.set, exp_cfg), limit=args.limit)
+    with streaming_setting(model, getattr(args, "chunk_size", None), getattr(args, "left_chunks", None)) as chunk:
+        summary = _decode_and_score(args, methods, model, tokenizer, cmvn, records)
+    if chunk:
+        from kdlab.search.streaming import latency_ms
+
+        for row in summary.values():
+            row.update(chunk_size=chunk, latency_ms=latency_ms(chunk))
+    return summary
+
+
+@contextlib.contextmanager
+def streaming_setting(model: Any, chunk_size: int | None, left_chunks: int | None) -> Iterator[int]:
+    """Decode a streaming model with another chunk size / left context; yields the chunk size in use (0:
+    full context or a non-streaming model). A chunk option for a non-streaming model is a ConfigError."""
+    from kdlab.config import ConfigError
+    from kdlab.search.streaming import chunk_context
+
+    encoder = model.encoder
+    if chunk_size is None and left_chunks is None:
+        yield getattr(encoder, "chunk_size", 0)
+        return
+    if not getattr(encoder, "causal", False):
+        raise ConfigError("--chunk-size / --left-chunks: the model is not a streaming model "
+                          "(train it with model.config chunk_size > 0)")
+    chunk = encoder.chunk_size if chunk_size is None else chunk_size
+    if chunk < 0 or (left_chunks is not None and left_chunks < -1):
+        raise ConfigError(f"--chunk-size {chunk_size} must be >= 0 and --left-chunks {left_chunks} >= -1")
+    with chunk_context(model, chunk, left_chunks):
+        yield chunk
+
+
+def _decode_and_score(args: argparse.Namespace, methods: list[str], model: Any, tokenizer: Any, cmvn: Any,
+                      records: list[dict]) -> dict[str, dict]:
+    """Decode ``records`` with every method, write the result files, return the summary rows."""
+    from kdlab.evaluate.metrics import error_rate
+    from kdlab.evaluate.results import format_summary, write_results
+    from kdlab.evaluate.sets import audio_seconds, make_batches
+    from kdlab.search.decode import decode
+
     ids, refs, hyps = [], [], {m: [] for m in methods}
     timings: dict[str, float] = {}
     audio = 0.0

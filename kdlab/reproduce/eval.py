@@ -52,8 +52,9 @@ def set_labels(splits: list[str]) -> dict[str, str]:
 
 
 def decode_once(ckpt: Path, set_name: str, methods: list[str], out: Path, threads: int = 0,
-                max_frames: int = 20000, limit: int | None = None) -> dict:
-    """Run ``kdlab decode`` in-process (cached in ``out/summary.json``)."""
+                max_frames: int = 20000, limit: int | None = None, chunk_size: int | None = None) -> dict:
+    """Run ``kdlab decode`` in-process (cached in ``out/summary.json``); ``chunk_size``: a streaming model's
+    attention chunk (``kdlab decode --chunk-size``)."""
     import torch
 
     summary_path = out / "summary.json"
@@ -65,7 +66,7 @@ def decode_once(ckpt: Path, set_name: str, methods: list[str], out: Path, thread
 
     args = argparse.Namespace(ckpt=str(ckpt), methods=",".join(missing), set=set_name, out=str(out), beam=10,
                               ctc_weight=0.3, end_rule=END_RULE, p_thr=P_THR, K=2, max_frames=max_frames,
-                              limit=limit, threads=threads, device="cpu")
+                              limit=limit, threads=threads, device="cpu", chunk_size=chunk_size, left_chunks=None)
     before = torch.get_num_threads()
     try:
         summary = run_decode(args)
@@ -131,9 +132,9 @@ def wants_mask_share(name: str, split: str) -> bool:
 
 
 def decode_stage(ckpt: Path, split: str, methods: list[str], out: Path, mask_share: bool,
-                 threads: int = 0) -> None:
+                 threads: int = 0, chunk_size: int | None = None) -> None:
     """Decode ``split`` with a finished run's checkpoint (and measure its masked share when asked)."""
-    decode_once(ckpt, split, methods, out, threads=threads)
+    decode_once(ckpt, split, methods, out, threads=threads, chunk_size=chunk_size)
     if mask_share and not (out / MASK_SHARE_FILE).is_file():
         share = masked_token_share(ckpt, split)
         (out / MASK_SHARE_FILE).write_text(json.dumps(share, indent=1) + "\n")
@@ -249,11 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--mask-share", action="store_true", help=f"also measure the share masked at {P_THR}")
+    parser.add_argument("--chunk-size", type=int, default=None, help="streaming models: attention chunk")
     args = parser.parse_args(argv)
     ckpt = stage1_checkpoint_of(args.run) if args.stage1 else checkpoint_of(args.run)
     if ckpt is None:
         raise SystemExit(f"{args.run}: no stage-1 checkpoint")
-    decode_stage(ckpt, args.set, args.methods.split(","), args.out, args.mask_share, args.threads)
+    decode_stage(ckpt, args.set, args.methods.split(","), args.out, args.mask_share, args.threads, args.chunk_size)
     return 0
 
 

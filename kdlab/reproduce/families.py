@@ -51,6 +51,7 @@ class FamilyRun:
     init_encoder_from: str | None = None  # run whose encoder initialises this one (train.init_encoder_from)
     methods: tuple[str, ...] = ("ctc_greedy",)  # decodings reported
     train: dict = field(default_factory=dict)  # TrainConfig overrides
+    chunk_sizes: tuple[int, ...] = ()  # streaming runs: other attention chunks decoded on the test sets
 
     @property
     def deps(self) -> tuple[str, ...]:
@@ -66,14 +67,19 @@ INTER = [
               {"method": "ctc"}),
     FamilyRun("inter-kd", "inter", "+ Inter-KD", "ctc", "mini-student", 3, INTER_STUDENT, {"method": "inter"}),
 ]
-STREAM_STUDENT = {"chunk_size": 8, "left_chunks": -1}
-STREAM_AUX = {**STREAM_STUDENT, "aux_layers": [2, 4], "aux_out_dim": 112}
+# d 80, 4 blocks (0.69 M with the training-only aux branches and APC heads); chunks of 8 encoder frames
+# (320 ms), every earlier chunk as left context; aux branches after blocks 2 and 4, widened to the
+# teacher's d 112 and matched to its blocks 3 and 6.
+STREAM_STUDENT = {"d_model": 80, "ffn_dim": 320, "enc_blocks": 4, "chunk_size": 8, "left_chunks": -1,
+                  "aux_layers": [2, 4], "aux_out_dim": 112}
+STREAM_CHUNKS = (2, 4, 16, 0)  # decoded besides the trained chunk 8 (0: full attention context)
 STREAM = [
-    FamilyRun("stream-none", "stream", "streaming CTC, no KD", "ctc", "mini-student", 3, STREAM_AUX),
-    FamilyRun("stream-token", "stream", "+ token-probability KD", "ctc", "mini-student", 3, STREAM_AUX,
-              {"method": "ctc"}),
-    FamilyRun("stream-layer", "stream", "+ layer-to-layer KD + APC", "ctc", "mini-student", 3, STREAM_AUX,
-              {"method": "layer", "teacher_layers": [3, 6]}),
+    FamilyRun("stream-none", "stream", "streaming CTC, no KD", "ctc", "mini-teacher", 3, STREAM_STUDENT,
+              chunk_sizes=STREAM_CHUNKS),
+    FamilyRun("stream-token", "stream", "+ token-probability KD", "ctc", "mini-teacher", 3, STREAM_STUDENT,
+              {"method": "ctc"}, chunk_sizes=STREAM_CHUNKS),
+    FamilyRun("stream-layer", "stream", "+ layer-to-layer KD + APC", "ctc", "mini-teacher", 3, STREAM_STUDENT,
+              {"method": "layer", "teacher_layers": [3, 6], "apc_shift": 2}, chunk_sizes=STREAM_CHUNKS),
 ]
 RNNT_METHODS = ("rnnt_greedy", "rnnt_beam4")
 RNNT = [
@@ -129,21 +135,27 @@ def family_job(preset: ReproducePreset, corpus: Path, root: Path, run: FamilyRun
                      run.deps, cost)
 
 
-def family_decode_job(root: Path, run: FamilyRun, split: str) -> Job:
-    """One run × set decoding job (every method of the run)."""
+def decode_dir(root: Path, run: str, split: str, chunk: int | None = None) -> Path:
+    """Where a run's decoding of ``split`` goes (``<split>-chunk<C>`` for another attention chunk)."""
+    return root / FAMILIES_DIR / "decode" / run / (split if chunk is None else f"{split}-chunk{chunk}")
+
+
+def family_decode_job(root: Path, run: FamilyRun, split: str, chunk: int | None = None) -> Job:
+    """One run × set (× chunk size) decoding job (every method of the run)."""
     import sys
 
     from kdlab.reproduce.eval import decode_stage, decoded
 
-    out, folder, methods = root / FAMILIES_DIR / "decode" / run.name / split, run_dir(root, run.name), list(run.methods)
+    out, folder, methods = decode_dir(root, run.name, split, chunk), run_dir(root, run.name), list(run.methods)
 
     def command() -> list[str]:
-        return [sys.executable, "-m", "kdlab.reproduce.eval", "--run", str(folder), "--set", split,
+        argv = [sys.executable, "-m", "kdlab.reproduce.eval", "--run", str(folder), "--set", split,
                 "--methods", ",".join(methods), "--out", str(out), "--threads", "1"]
+        return argv + ([] if chunk is None else ["--chunk-size", str(chunk)])
 
-    return Job(f"decode-{run.name}-{split}", command, out / "decode.log", lambda: decoded(out, methods, False),
+    return Job(f"decode-{run.name}-{out.name}", command, out / "decode.log", lambda: decoded(out, methods, False),
                (run.name,), 0.05 * len(methods),
-               inline=lambda: decode_stage(checkpoint_of(folder), split, methods, out, False))
+               inline=lambda: decode_stage(checkpoint_of(folder), split, methods, out, False, chunk_size=chunk))
 
 
 def family_jobs(preset: ReproducePreset, corpus: Path, root: Path, runs: list[FamilyRun],
@@ -151,5 +163,6 @@ def family_jobs(preset: ReproducePreset, corpus: Path, root: Path, runs: list[Fa
     """The paper's teacher (prepare + ``ar``), every run's training, and its decodings on ``splits``."""
     teacher = [job for job in teacher_jobs(preset, corpus, root) if job.name != "nbest"]
     train = [family_job(preset, corpus, root, run) for run in runs]
-    decode = [family_decode_job(root, run, split) for run in runs for split in splits]
+    decode = [family_decode_job(root, run, split, chunk) for run in runs for split in splits
+              for chunk in (None, *run.chunk_sizes)]
     return teacher + train + decode

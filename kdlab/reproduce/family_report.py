@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from kdlab.reproduce.eval import decode_once
-from kdlab.reproduce.families import FAMILIES_DIR, FamilyRun, run_dir
+from kdlab.reproduce.families import FamilyRun, decode_dir, run_dir
 from kdlab.reproduce.report import _round, format_params, markdown_table, relative_reduction, set_key
 from kdlab.reproduce.stages import checkpoint_of
 
@@ -38,7 +38,7 @@ def run_record(root: Path, run: FamilyRun, splits: list[str], params: int) -> di
     rec = {"family": run.family, "run": run.name, "label": run.label, "kind": run.kind, "params": params,
            "epochs": run.epochs, "train_min": train_minutes(folder)}
     for split in splits:
-        summary = decode_once(ckpt, split, list(run.methods), root / FAMILIES_DIR / "decode" / run.name / split)
+        summary = decode_once(ckpt, split, list(run.methods), decode_dir(root, run.name, split))
         for method in run.methods:
             rec[f"{set_key(split)}_{method}"] = _round(summary[method]["rate"])
             rec[f"{set_key(split)}_{method}_i_plus_d"] = _round(summary[method]["i_plus_d"])
@@ -89,13 +89,43 @@ def family_markdown(records: list[dict], runs: list[FamilyRun], splits: list[str
     return "\n".join(parts)
 
 
+def chunk_records(root: Path, runs: list[FamilyRun], splits: list[str]) -> list[dict]:
+    """Streaming runs: the first method's error rate per attention chunk (the trained one and
+    ``chunk_sizes``; 0 = full context) and test set, with the chunk's algorithmic latency."""
+    from kdlab.search.streaming import latency_ms
+
+    rows = []
+    for run in (r for r in runs if r.chunk_sizes and (run_dir(root, r.name) / "DONE").is_file()):
+        trained = int(run.model_config.get("chunk_size", 0))
+        method, ckpt = run.methods[0], checkpoint_of(run_dir(root, run.name))
+        for chunk in sorted({trained, *run.chunk_sizes}, key=lambda c: c or 10**6):
+            row = {"run": run.name, "label": run.label, "chunk": chunk or "full",
+                   "latency_ms": latency_ms(chunk) if chunk else None, "trained": chunk == trained}
+            for split in splits:
+                out = decode_dir(root, run.name, split, None if chunk == trained else chunk)
+                row[set_key(split)] = _round(decode_once(ckpt, split, [method], out, chunk_size=chunk)[method]["rate"])
+            rows.append(row)
+    return rows
+
+
+def chunk_markdown(rows: list[dict], splits: list[str], labels: dict[str, str]) -> str:
+    """Error rate against chunk size / latency, one row per streaming model × chunk."""
+    cols = [("label", "Model"), ("chunk", "Chunk (40 ms frames)"), ("latency_ms", "Latency ms")]
+    cols += [(set_key(s), labels.get(s, s)) for s in splits]
+    return ("### Streaming students: error rate against chunk size (CTC greedy; trained with one chunk)\n\n"
+            f"{markdown_table(rows, cols)}\n")
+
+
 def write_family_report(root: Path, runs: list[FamilyRun], splits: list[str], labels: dict[str, str],
                         meta: dict) -> str:
     """Write ``results/families.json`` and ``results/families.md``; returns the Markdown."""
-    records = family_records(root, runs, splits)
+    records, chunks = family_records(root, runs, splits), chunk_records(root, runs, splits)
     out = root / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "families.json").write_text(json.dumps({"meta": meta, "sets": labels, "records": records}, indent=1) + "\n")
+    data = {"meta": meta, "sets": labels, "records": records, "chunks": chunks}
+    (out / "families.json").write_text(json.dumps(data, indent=1) + "\n")
     md = f"## KD families ({meta.get('preset')})\n\n{family_markdown(records, runs, splits, labels)}"
+    if chunks:
+        md += "\n" + chunk_markdown(chunks, splits, labels)
     (out / "families.md").write_text(md)
     return md
