@@ -60,6 +60,7 @@ class KDConfig(DictConfig):
     layer_weight: float = 1.0        # "layer": weight of the layer-to-layer term
     apc_weight: float = 1.0          # "layer": weight of the APC term
     apc_shift: int = 2               # "layer": frames (after subsampling) the APC heads predict ahead
+    apc_target: str = "teacher"      # "layer": APC predicts the teacher's layer | "aux" the student's own aux
     token_weight: float = 0.0        # "layer": weight of an added token-probability (final CTC) term
 
     def __post_init__(self) -> None:
@@ -90,6 +91,8 @@ class KDConfig(DictConfig):
         for name in ("weight", "layer_weight", "apc_weight", "token_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"KDConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.apc_target not in ("teacher", "aux"):
+            raise ValueError(f"KDConfig.apc_target must be teacher or aux, got {self.apc_target!r}")
         if self.temperature <= 0 or self.apc_shift < 1:
             raise ValueError(f"KDConfig.temperature ({self.temperature}) must be > 0 and apc_shift "
                              f"({self.apc_shift}) >= 1")

@@ -20,8 +20,8 @@ term of ``kd.method: ctc`` (``kdlab.kd.inter.soft_kl``, the teacher's final CTC 
 ``kd.token_weight``. Gradients of L_layer reach the streaming blocks through the aux branches.
 
 Readings (the abstract fixes neither): the APC target G_i is the *teacher's* layer H_i at t + n
-(``apc_target="teacher"``, the default: a KD loss in which the streaming layer predicts the future context
-that only the non-streaming teacher has seen); ``apc_target="aux"`` uses the student's own aux branch
+(``kd.apc_target: teacher``, the default: a KD loss in which the streaming layer predicts the future context
+that only the non-streaming teacher has seen); ``kd.apc_target: aux`` uses the student's own aux branch
 output S_i at t + n, detached (self-distillation, no teacher needed for this term). The distance D is
 DistilHuBERT's layer loss; APC's original L1 is its first half.
 """
@@ -87,7 +87,9 @@ class LayerKD:
     """
 
     def __init__(self, teacher: torch.nn.Module, cfg: KDConfig, feat_map: FeatMap | None = None,
-                 apc_target: str = "teacher") -> None:
+                 apc_target: str | None = None) -> None:
+        """``apc_target``: overrides ``cfg.apc_target`` ("teacher" | "aux")."""
+        apc_target = cfg.apc_target if apc_target is None else apc_target
         if cfg.method != "layer":
             raise ConfigError(f"kd.method: LayerKD handles 'layer', got {cfg.method!r}")
         if apc_target not in APC_TARGETS:

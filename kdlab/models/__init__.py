@@ -12,6 +12,7 @@ from kdlab.models.ctc_model import CTCModel
 from kdlab.models.maskctc import MaskCTCModel, sample_mlm_mask
 
 KINDS = ("ar", "maskctc", "ctc", "transducer")
+TRAINING_ONLY = ("aux", "apc")  # modules of a streaming student used only by layer-to-layer KD / APC
 
 
 def build_model(cfg: ModelConfig, vocab_size: int, kind: str) -> nn.Module:
@@ -32,14 +33,18 @@ def build_model(cfg: ModelConfig, vocab_size: int, kind: str) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """Trainable parameter counts of the parts the model has (``encoder``, ``decoder``, ``ctc``,
-    ``predictor``, ``joiner``) and ``total``."""
+    ``predictor``, ``joiner``; a streaming student's training-only ``aux`` branches and ``apc`` heads) and
+    ``total``; with training-only parts, also ``inference`` (the model that decodes)."""
 
     def count(module: nn.Module) -> int:
         return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
-    names = ("encoder", "decoder", "ctc", "predictor", "joiner")
-    parts = {name: count(getattr(model, name)) for name in names if hasattr(model, name)}
-    return {**parts, "total": count(model)}
+    names = ("encoder", "decoder", "ctc", "predictor", "joiner", *TRAINING_ONLY)
+    parts = {name: count(getattr(model, name)) for name in names if isinstance(getattr(model, name, None), nn.Module)}
+    counts = {**parts, "total": count(model)}
+    if any(name in parts for name in TRAINING_ONLY):  # what decoding uses, without the KD-only branches
+        counts["inference"] = counts["total"] - sum(parts.get(name, 0) for name in TRAINING_ONLY)
+    return counts
 
 
 __all__ = [

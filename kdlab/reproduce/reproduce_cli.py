@@ -63,7 +63,8 @@ def parameter_counts(ckpts: dict[str, Path]) -> dict[str, int]:
     from kdlab.checkpoint import load_model_from_checkpoint
     from kdlab.models import count_parameters
 
-    return {name: count_parameters(load_model_from_checkpoint(p)[0])["total"] for name, p in ckpts.items()}
+    counts = {name: count_parameters(load_model_from_checkpoint(p)[0]) for name, p in ckpts.items()}
+    return {name: c.get("inference", c["total"]) for name, c in counts.items()}  # the model that decodes
 
 
 def default_jobs() -> int:
