@@ -67,18 +67,18 @@ INTER = [
               {"method": "ctc"}),
     FamilyRun("inter-kd", "inter", "+ Inter-KD", "ctc", "mini-student", 3, INTER_STUDENT, {"method": "inter"}),
 ]
-# d 80, 4 blocks (0.69 M with the training-only aux branches and APC heads); chunks of 8 encoder frames
-# (320 ms), every earlier chunk as left context; aux branches after blocks 2 and 4, widened to the
-# teacher's d 112 and matched to its blocks 3 and 6.
-STREAM_STUDENT = {"d_model": 80, "ffn_dim": 320, "enc_blocks": 4, "chunk_size": 8, "left_chunks": -1,
-                  "aux_layers": [2, 4], "aux_out_dim": 112}
+# d 80, 4 blocks (0.69 M); chunks of 8 encoder frames (320 ms), every earlier chunk as left context. The
+# layer-KD student adds (for training only, 0.35 M) aux branches after blocks 2 and 4, widened to the
+# teacher's d 112 and matched to its blocks 3 and 6, and their APC heads.
+STREAM_STUDENT = {"d_model": 80, "ffn_dim": 320, "enc_blocks": 4, "chunk_size": 8, "left_chunks": -1}
+STREAM_AUX = {**STREAM_STUDENT, "aux_layers": [2, 4], "aux_out_dim": 112}
 STREAM_CHUNKS = (2, 4, 16, 0)  # decoded besides the trained chunk 8 (0: full attention context)
 STREAM = [
     FamilyRun("stream-none", "stream", "streaming CTC, no KD", "ctc", "mini-teacher", 3, STREAM_STUDENT,
               chunk_sizes=STREAM_CHUNKS),
     FamilyRun("stream-token", "stream", "+ token-probability KD", "ctc", "mini-teacher", 3, STREAM_STUDENT,
               {"method": "ctc"}, chunk_sizes=STREAM_CHUNKS),
-    FamilyRun("stream-layer", "stream", "+ layer-to-layer KD + APC", "ctc", "mini-teacher", 3, STREAM_STUDENT,
+    FamilyRun("stream-layer", "stream", "+ layer-to-layer KD + APC", "ctc", "mini-teacher", 3, STREAM_AUX,
               {"method": "layer", "teacher_layers": [3, 6], "apc_shift": 2}, chunk_sizes=STREAM_CHUNKS),
 ]
 RNNT_METHODS = ("rnnt_greedy", "rnnt_beam4")
