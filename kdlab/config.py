@@ -87,6 +87,7 @@ class TrainConfig:
     keep_last: int = 5  # epoch checkpoints kept on disk; 0 keeps all
     average_last: int = 5  # checkpoints averaged into avg-N.pt at the end (paper: 5); 0 disables
     init_from: str | None = None  # checkpoint whose weights initialise the model (stage-2 fine-tuning)
+    init_encoder_from: str | None = None  # checkpoint whose encoder.* weights initialise the encoder only
     log_interval: int = 10  # optimiser steps between per-step metric rows
     max_bad_steps: int = 20  # consecutive non-finite losses before training stops
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower; bit-exact reruns)

@@ -78,6 +78,8 @@ def build_state(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, vocab_size: i
         init = load_checkpoint(cfg.train.init_from)
         check_tokenizer(init, load_tokenizer(run_dir / TOKENIZER_DIR), cfg.train.init_from, run_dir / TOKENIZER_DIR)
         module.load_state_dict(init["model"])
+    if cfg.train.init_encoder_from:
+        _init_encoder(module, cfg.train.init_encoder_from, run_dir)
     model = module
     if rt.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -93,6 +95,23 @@ def build_state(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, vocab_size: i
         scaler=make_scaler(rt.device, amp), rt=rt, cfg=cfg.train, amp_dtype=amp,
         distiller=_build_distiller(cfg, run_dir, rt, train_records or cfg.data.manifest("train")),
     )
+
+
+def _init_encoder(module: torch.nn.Module, path: str, run_dir: Path) -> None:
+    """Load only the ``encoder.*`` weights of checkpoint ``path`` (e.g. the AR teacher's encoder into a
+    transducer); same tokenizer required, every encoder tensor must be present with the same shape."""
+    from kdlab.config import ConfigError
+    from kdlab.data.tokenizer import load_tokenizer
+
+    init = load_checkpoint(path)
+    check_tokenizer(init, load_tokenizer(run_dir / TOKENIZER_DIR), path, run_dir / TOKENIZER_DIR)
+    weights = {k.removeprefix("encoder."): v for k, v in init["model"].items() if k.startswith("encoder.")}
+    try:
+        module.encoder.load_state_dict(weights)
+    except RuntimeError as err:
+        detail = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+        raise ConfigError(f"train.init_encoder_from: {path}: its encoder does not fit the model's "
+                          f"({detail})") from err
 
 
 def _build_distiller(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, train: list[dict] | str):
