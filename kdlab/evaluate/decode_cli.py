@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="checkpoint inside a run folder (epoch-N.pt, avg-N.pt)")
     parser.add_argument("--methods", default="ctc_greedy",
                         help="comma-separated: ctc_greedy, ctc_prefix_beam, attention_beam, maskctc_greedy, "
-                             "maskctc_beam; beam methods may end in a beam size, e.g. maskctc_beam5")
+                             "maskctc_beam, rnnt_greedy, rnnt_beam (transducers); beam methods may end in a beam "
+                             "size, e.g. maskctc_beam5")
     parser.add_argument("--set", default="test",
                         help="a split of the run's corpus (test = test-clean, dev, test-other, ...) | PATH.jsonl")
     parser.add_argument("--out", required=True, help="output folder for the result files")

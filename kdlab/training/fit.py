@@ -274,7 +274,7 @@ def check_epoch(epoch: int, train_metrics: dict, dev: dict) -> None:
 
 def epoch_line(epoch: int, epochs: int, result: dict) -> str:
     """One log line per epoch (progress bars redraw in place, which a log file cannot show)."""
-    keys = ("loss", "acc", "dev_loss", "dev_loss_ctc", "dev_acc")
+    keys = ("loss", "acc", "dev_loss", "dev_loss_ctc", "dev_loss_rnnt", "dev_acc")
     shown = " ".join(f"{k} {result[k]:.4g}" for k in keys if isinstance(result.get(k), (int, float)))
     return f"epoch {epoch}/{epochs}: {shown} ({result.get('train_s', 0.0):.0f} s)"
 

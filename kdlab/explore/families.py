@@ -1,0 +1,169 @@
+"""Notebook 07's data layer: the KD families' shipped models on one utterance and on one test set.
+
+The model names are the run names of ``kdlab reproduce --family`` (:data:`kdlab.reproduce.families.FAMILY_RUNS`),
+shipped as ``<corpus>/<run>``; each decodes with its run's methods (CTC greedy for the CTC students, greedy
+and beam-4 search for the transducers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from kdlab.evaluate.metrics import ErrorStats, error_rate, stats_from_alignment
+from kdlab.explore.compare import kl_rows
+from kdlab.explore.model import LoadedModel, load_model
+from kdlab.explore.outputs import run_encoder
+from kdlab.explore.scoring import normalized, reference_alignment
+from kdlab.explore.utterance import Utterance
+from kdlab.reproduce.families import FAMILY_RUNS, FamilyRun
+
+
+def family_models(corpus: str = "mini-en", families: Sequence[str] = tuple(FAMILY_RUNS)) -> list[tuple[FamilyRun, str]]:
+    """``(run, spec)`` of every shipped family model of ``corpus``, in table order (missing ones skipped)."""
+    from kdlab.pretrained.store import available
+
+    shipped = set(available())
+    return [(run, f"{corpus}/{run.name}") for family in families for run in FAMILY_RUNS[family]
+            if f"{corpus}/{run.name}" in shipped]
+
+
+def _features(m: LoadedModel, utt: Utterance) -> tuple[torch.Tensor, torch.Tensor]:
+    """CMVN-normalised fbank (1, T, 80) and its length (1,)."""
+    from kdlab.data.features import compute_fbank
+
+    feats = m.cmvn(compute_fbank(utt.audio, name=utt.id)).unsqueeze(0)
+    return feats, torch.tensor([feats.size(1)])
+
+
+def decode_utterance(m: LoadedModel, utt: Utterance, methods: Sequence[str]) -> dict[str, list[int]]:
+    """Token ids of each method's best hypothesis for one utterance."""
+    from kdlab.search.decode import decode
+
+    feats, lens = _features(m, utt)
+    found = decode(m.model, {"feats": feats, "feat_lens": lens}, list(methods))
+    return {method: hyps[0] for method, hyps in found.items()}
+
+
+def errors_of(m: LoadedModel, utt: Utterance, tokens: Sequence[int]) -> ErrorStats:
+    """Errors of one hypothesis against the normalised reference (words or characters)."""
+    return stats_from_alignment(reference_alignment(m, utt.text, tokens))
+
+
+def utterance_rows(utt: Utterance, models: Sequence[tuple[FamilyRun, str]]) -> list[dict[str, object]]:
+    """One row per model × method: family, model, method, hypothesis, errors and error rate on ``utt``."""
+    rows = []
+    for run, spec in models:
+        m = load_model(spec)
+        for method, tokens in decode_utterance(m, utt, run.methods).items():
+            stats = errors_of(m, utt, tokens)
+            rows.append({"family": run.family, "model": run.label, "method": method, "hypothesis": m.text(tokens),
+                         "errors": stats.errors, "rate %": round(stats.rate, 1)})
+    return rows
+
+
+def test_set_rows(models: Sequence[tuple[FamilyRun, str]], set_name: str = "test-clean", source: str = "check",
+                  limit: int | None = None) -> list[dict[str, object]]:
+    """Error rate of every model × method on one set (the shipped check set by default)."""
+    from kdlab.explore.errors import decode_set
+
+    rows = []
+    for run, spec in models:
+        m = load_model(spec)
+        for method in run.methods:
+            d = decode_set(spec, set_name, source, method=method, limit=limit)
+            stats = error_rate([normalized(m, r) for r in d.refs], d.hyps, m.unit)
+            rows.append({"family": run.family, "model": run.label, "method": method, "utterances": len(d.ids),
+                         "rate %": round(stats.rate, 2), "I+D %": round(stats.i_plus_d, 2)})
+    return rows
+
+
+# ----------------------------------------------------------------------------- Inter-KD: heads vs teacher
+
+
+@dataclass
+class HeadView:
+    """One CTC head of a student on one utterance: its greedy transcript and per-frame KL to the teacher."""
+
+    model: str
+    head: str  # "block k" (intermediate) or "final"
+    text: str
+    kl: torch.Tensor  # (T',) KL(teacher ‖ head) per encoder frame
+
+    @property
+    def mean_kl(self) -> float:
+        return float(self.kl.mean())
+
+
+def head_log_probs(m: LoadedModel, utt: Utterance) -> dict[str, torch.Tensor]:
+    """Every CTC head of a CTC student on ``utt``: ``{"block k": (T', V), …, "final": (T', V)}``."""
+    if m.kind != "ctc":
+        raise ValueError(f"{m.name}: CTC heads belong to a CTC student (kind ctc), this is a {m.kind} model")
+    feats, lens = _features(m, utt)
+    with torch.inference_mode():
+        enc, enc_lens, hidden = m.model.encoder.forward_hidden(feats, lens)
+        heads = {f"block {k}": lp[0] for k, lp in zip(m.model.inter_layers, m.model.inter_log_probs(hidden),
+                                                      strict=True)}
+        heads["final"] = m.model.ctc_log_probs(enc)[0]
+    n = int(enc_lens[0])
+    return {name: lp[:n] for name, lp in heads.items()}
+
+
+def head_views(teacher: LoadedModel, students: Sequence[LoadedModel], utt: Utterance) -> list[HeadView]:
+    """Each student's heads against the teacher's CTC posteriors (eq 7's summand, per frame)."""
+    from kdlab.search.ctc import ctc_greedy
+
+    t_logp = run_encoder(teacher, utt).ctc_logp  # (T', V)
+    views = []
+    for s in students:
+        for head, logp in head_log_probs(s, utt).items():
+            tokens = ctc_greedy(logp.unsqueeze(0), torch.tensor([logp.size(0)]))[0].tokens
+            views.append(HeadView(s.name, head, s.text(tokens), kl_rows(t_logp, logp)))
+    return views
+
+
+# ----------------------------------------------------------------------------- whole test sets
+
+
+def card_rows(models: Sequence[tuple[FamilyRun, str]], sets: Sequence[str] = ("test-clean", "test-other")
+              ) -> list[dict[str, object]]:
+    """The full-test-set error rates on each model's card (measured by ``kdlab reproduce --family``)."""
+    from kdlab.pretrained.store import card, parse_spec
+
+    rows = []
+    for run, spec in models:
+        results = card(*parse_spec(spec)).get("results", {})
+        for method in run.methods:
+            row: dict[str, object] = {"family": run.family, "model": run.label, "method": method}
+            for s in sets:
+                found = results.get(s, {}).get(method)
+                row[f"{s} %"] = None if found is None else round(found["rate"], 2)
+            rows.append(row)
+    return rows
+
+
+# the abstracts' claims, per family: (model that should be better, model it should beat)
+CLAIMS = {"inter": [("inter-kd", "inter-final"), ("inter-final", "inter-none")],
+          "stream": [("stream-layer", "stream-token"), ("stream-token", "stream-none")],
+          "rnnt": [("rnnt-onebest", "rnnt-none"), ("rnnt-onebest", "rnnt-lattice")]}
+
+
+def verdicts(rows: Sequence[dict[str, object]], models: Sequence[tuple[FamilyRun, str]], column: str
+             ) -> list[str]:
+    """One line per claim whose two models are in ``rows``: does the first beat the second on ``column``
+    (first method of each model)?"""
+    label = {run.name: run.label for run, _ in models}
+    first = {}
+    for r in rows:
+        first.setdefault(r["model"], r.get(column))
+    lines = []
+    for family, claims in CLAIMS.items():
+        for better, worse in claims:
+            a, b = first.get(label.get(better)), first.get(label.get(worse))
+            if a is None or b is None:
+                continue
+            verdict = "yes" if a < b else "no"
+            lines.append(f"{family}: {label[better]} ({a}) below {label[worse]} ({b})? {verdict}")
+    return lines
