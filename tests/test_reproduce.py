@@ -277,8 +277,8 @@ def test_reproduce_families_train_decode_and_compare_every_family(tiny_families)
         assert all(r[f"{s}_{m}"] >= 0 for s in ("test", "test_other")
                    for m in next(x.methods for x in FAMILY_RUNS[r["family"]] if x.name == r["run"]))
     chunks = json.loads((root / "results" / "families.json").read_text())["chunks"]
-    assert [(r["run"], r["chunk"]) for r in chunks] == [(n, c) for n in ("stream-none", "stream-token", "stream-layer")
-                                                      for c in (2, 4, 8, 16, "full")]
+    assert [(r["run"], r["chunk"]) for r in chunks] == [(n, c) for n in ("stream-none", "stream-token", "stream-layer",
+                                                                "stream-layer-token") for c in (2, 4, 8, 16, "full")]
     assert all(r["test"] >= 0 and r["test_other"] >= 0 for r in chunks) and "against chunk size" in md
     trained = next(r for r in chunks if r["run"] == "stream-layer" and r["trained"])
     assert trained["test"] == next(r for r in records if r["run"] == "stream-layer")["test_ctc_greedy"]

@@ -80,6 +80,9 @@ STREAM = [
               {"method": "ctc"}, chunk_sizes=STREAM_CHUNKS),
     FamilyRun("stream-layer", "stream", "+ layer-to-layer KD + APC", "ctc", "mini-teacher", 3, STREAM_AUX,
               {"method": "layer", "teacher_layers": [3, 6], "apc_shift": 2}, chunk_sizes=STREAM_CHUNKS),
+    FamilyRun("stream-layer-token", "stream", "+ layer-to-layer KD + APC + token KD", "ctc", "mini-teacher", 3,
+              STREAM_AUX, {"method": "layer", "teacher_layers": [3, 6], "apc_shift": 2, "token_weight": 1.0},
+              chunk_sizes=STREAM_CHUNKS),
 ]
 RNNT_METHODS = ("rnnt_greedy", "rnnt_beam4")
 RNNT = [
