@@ -4,6 +4,7 @@ the checks, and one training step of a tiny CTC student with intermediate heads 
 import math
 from types import SimpleNamespace
 
+import kd_batches
 import pytest
 import torch
 
@@ -12,7 +13,6 @@ from kdlab.kd.config import KDConfig
 from kdlab.kd.families import build_family_distiller
 from kdlab.kd.inter import InterKD, combine_heads, soft_kl
 from kdlab.models import ModelConfig, build_model
-from kdlab.tokens import NUM_SPECIAL
 from kdlab.training.loop import compute_loss
 
 LN2 = math.log(2.0)
@@ -145,11 +145,7 @@ def tiny_model(kind: str, seed: int, **extra) -> torch.nn.Module:
 
 
 def tiny_batch() -> dict:
-    gen = torch.Generator().manual_seed(3)
-    tokens = torch.randint(NUM_SPECIAL, V, (2, 4), generator=gen)
-    tokens[1, 3] = -1
-    return {"ids": ["a", "b"], "feats": torch.randn(2, 44, 80, generator=gen),
-            "feat_lens": torch.tensor([44, 37]), "tokens": tokens, "token_lens": torch.tensor([4, 3])}
+    return kd_batches.tiny_batch(V)
 
 
 @pytest.mark.parametrize("method", ["ctc", "inter"])

@@ -3,6 +3,7 @@ training step of a tiny streaming CTC student with aux branches under a tiny AR 
 
 import math
 
+import kd_batches
 import pytest
 import torch
 
@@ -11,7 +12,6 @@ from kdlab.kd.config import KDConfig
 from kdlab.kd.families import build_family_distiller
 from kdlab.kd.layer import LayerKD, apc_loss, frame_distance, layer_loss
 from kdlab.models import ModelConfig, build_model
-from kdlab.tokens import NUM_SPECIAL
 from kdlab.training.loop import compute_loss
 
 LN2 = math.log(2.0)
@@ -82,11 +82,7 @@ def tiny_student(**extra) -> torch.nn.Module:
 
 
 def tiny_batch() -> dict:
-    gen = torch.Generator().manual_seed(3)
-    tokens = torch.randint(NUM_SPECIAL, V, (2, 4), generator=gen)
-    tokens[1, 3] = -1
-    return {"ids": ["a", "b"], "feats": torch.randn(2, 44, 80, generator=gen),
-            "feat_lens": torch.tensor([44, 37]), "tokens": tokens, "token_lens": torch.tensor([4, 3])}
+    return kd_batches.tiny_batch(V)
 
 
 def layer_cfg(**extra) -> KDConfig:

@@ -136,16 +136,22 @@ class Distiller:
         return self
 
 
-def check_compatible(teacher: torch.nn.Module, student: torch.nn.Module, s_out: dict, t_out: dict,
-                     needs_mlm: bool) -> None:
-    """Teacher and student must share the vocabulary and the frame rate (subsampling); raise otherwise."""
+def check_same_frames(s_out: dict, t_out: dict) -> None:
+    """Student and teacher outputs (``ctc_logp`` (B, T', V), ``enc_lens`` (B,)) must have one vocabulary and
+    one frame count per utterance: a ConfigError otherwise."""
     vs, vt = s_out["ctc_logp"].size(-1), t_out["ctc_logp"].size(-1)
     if vs != vt:
         raise ConfigError(f"KD: the student's vocabulary has {vs} tokens but the teacher's has {vt}; "
-                         "both must use one tokenizer")
+                          "both must use one tokenizer")
     if not torch.equal(s_out["enc_lens"].cpu(), t_out["enc_lens"].cpu()):
         raise ConfigError(f"KD: encoder frame counts differ (student {s_out['enc_lens'].tolist()}, teacher "
-                         f"{t_out['enc_lens'].tolist()}); teacher and student must share the subsampling")
+                          f"{t_out['enc_lens'].tolist()}); teacher and student must share the subsampling")
+
+
+def check_compatible(teacher: torch.nn.Module, student: torch.nn.Module, s_out: dict, t_out: dict,
+                     needs_mlm: bool) -> None:
+    """Teacher and student must share the vocabulary and the frame rate (subsampling); raise otherwise."""
+    check_same_frames(s_out, t_out)
     if not hasattr(teacher, "decoder_logits"):
         raise ConfigError(f"KD: the teacher must be an AR model (got {type(teacher).__name__})")
     if needs_mlm and ("mask" not in s_out or not hasattr(student, "mlm_logits")):

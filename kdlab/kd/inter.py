@@ -31,6 +31,7 @@ import torch
 
 from kdlab.config import ConfigError
 from kdlab.kd.config import KDConfig
+from kdlab.kd.distiller import check_same_frames
 from kdlab.kd.losses import enc_frame_kd
 from kdlab.kd.teacher import teacher_posteriors
 
@@ -114,10 +115,4 @@ def check_heads(method: str, s_out: dict, t_out: dict) -> None:
     if method == "inter" and not s_out.get("inter_logp"):
         raise ConfigError("kd.method 'inter' needs intermediate CTC heads: set model.config.inter_ctc_layers "
                           "(model.kind ctc)")
-    vs, vt = s_out["ctc_logp"].size(-1), t_out["ctc_logp"].size(-1)
-    if vs != vt:
-        raise ConfigError(f"KD: the student's vocabulary has {vs} tokens but the teacher's has {vt}; "
-                          "both must use one tokenizer")
-    if not torch.equal(s_out["enc_lens"].cpu(), t_out["enc_lens"].cpu()):
-        raise ConfigError(f"KD: encoder frame counts differ (student {s_out['enc_lens'].tolist()}, teacher "
-                          f"{t_out['enc_lens'].tolist()}); teacher and student must share the subsampling")
+    check_same_frames(s_out, t_out)
