@@ -205,3 +205,9 @@ def test_distillation_run_on_tiny_corpus(tiny_corpus_zh, tmp_path):
     CharTokenizer.train(["别的字"], lang="zh").save(tmp_path / "other" / "tokenizer")
     with pytest.raises(ValueError, match="differs from the teacher's"):
         build_distiller(cfg, tmp_path / "other", manifest, "cpu", log=logs.append)
+
+    # the KD families take this teacher where its kind fits, and name the mismatch where it does not
+    inter = KDConfig(enabled=True, teacher=str(teacher_ckpt), method="inter")
+    assert type(build_distiller(inter, student_run, manifest, "cpu")).__name__ == "InterKD"
+    with pytest.raises(ValueError, match="kd.method 'onebest' needs a teacher of kind transducer, got 'ar'"):
+        build_distiller(KDConfig(enabled=True, teacher=str(teacher_ckpt), method="onebest"), student_run, manifest)
