@@ -15,7 +15,7 @@ import torch
 from kdlab.evaluate.metrics import ErrorStats, error_rate, stats_from_alignment
 from kdlab.explore.compare import kl_rows
 from kdlab.explore.model import LoadedModel, load_model
-from kdlab.explore.outputs import run_encoder
+from kdlab.explore.outputs import model_features, run_encoder
 from kdlab.explore.scoring import normalized, reference_alignment
 from kdlab.explore.utterance import Utterance
 from kdlab.reproduce.families import FAMILY_RUNS, FamilyRun
@@ -31,10 +31,8 @@ def family_models(corpus: str = "mini-en", families: Sequence[str] = tuple(FAMIL
 
 
 def _features(m: LoadedModel, utt: Utterance) -> tuple[torch.Tensor, torch.Tensor]:
-    """CMVN-normalised fbank (1, T, 80) and its length (1,)."""
-    from kdlab.data.features import compute_fbank
-
-    feats = m.cmvn(compute_fbank(utt.audio, name=utt.id)).unsqueeze(0)
+    """The model's input as a batch of one: (1, T, 80) and its length (1,)."""
+    feats = model_features(m, utt).unsqueeze(0)
     return feats, torch.tensor([feats.size(1)])
 
 

@@ -45,10 +45,10 @@ class LatticeView:
 
 def lattice_of(m: LoadedModel, utt: Utterance) -> LatticeView:
     """Encode ``utt`` and score its reference lattice with the transducer ``m``."""
-    from kdlab.data.features import compute_fbank
+    from kdlab.explore.outputs import model_features
     from kdlab.explore.scoring import reference_text
 
-    feats = m.cmvn(compute_fbank(utt.audio, name=utt.id)).unsqueeze(0)  # (1, T, 80)
+    feats = model_features(m, utt).unsqueeze(0)  # (1, T, 80)
     tokens = m.tokenizer.encode(reference_text(m, utt))
     with torch.inference_mode():
         enc, enc_lens = m.model.encode(feats, torch.tensor([feats.size(1)]))

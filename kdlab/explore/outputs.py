@@ -34,6 +34,11 @@ class Outputs:
         return self.enc.unsqueeze(0), torch.tensor([self.enc.size(0)]), self.ctc_logp.unsqueeze(0)
 
 
+def model_features(m: LoadedModel, utt: Utterance) -> torch.Tensor:
+    """The utterance's fbank normalised with the model's CMVN: the model's input, (T, 80)."""
+    return m.cmvn(compute_fbank(utt.audio, name=utt.id))
+
+
 def run_encoder(m: LoadedModel, utt: Utterance) -> Outputs:
     """Fbank → CMVN → encoder → CTC log-posteriors of one utterance (no grad)."""
     fbank = compute_fbank(utt.audio, name=utt.id)  # (T, 80)

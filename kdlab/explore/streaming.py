@@ -13,6 +13,7 @@ import torch
 
 from kdlab.data.features import FRAME_SHIFT_S
 from kdlab.explore.model import LoadedModel
+from kdlab.explore.outputs import model_features
 from kdlab.explore.utterance import Utterance
 from kdlab.nn.subsampling import SUBSAMPLING
 from kdlab.search.streaming import LOOKAHEAD_FRAMES, StreamingCTC, latency_ms
@@ -37,12 +38,6 @@ class Emission:
         return self.emitted_s - self.frame * FRAME_S
 
 
-def _features(m: LoadedModel, utt: Utterance) -> torch.Tensor:
-    from kdlab.data.features import compute_fbank
-
-    return m.cmvn(compute_fbank(utt.audio, name=utt.id))  # (T, 80)
-
-
 def _run_starts(logp: torch.Tensor, prev: int) -> list[tuple[int, int]]:
     """(frame, token) of every CTC run start in a (C, V) chunk, ``prev`` = last id of the chunk before."""
     starts = []
@@ -56,7 +51,7 @@ def _run_starts(logp: torch.Tensor, prev: int) -> list[tuple[int, int]]:
 def emissions(m: LoadedModel, utt: Utterance, chunk_size: int | None = None) -> list[Emission]:
     """Decode ``utt`` chunk by chunk with the streaming student ``m``; one :class:`Emission` per token."""
     decoder = StreamingCTC(m.model, chunk_size)
-    feats = _features(m, utt)
+    feats = model_features(m, utt)  # (T, 80)
     decoder.accept(feats)
     decoder.finish()
     out, prev, offset = [], BLANK, 0

@@ -6,7 +6,7 @@ path, and the KL along the teacher's one-best path. Every (model, utterance) res
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import ipywidgets as w
 import pandas as pd
@@ -50,9 +50,10 @@ class FamilyExplorer:
             control.observe(lambda _change: self.update(), names="value")
         self.update()
 
-    def _cached(self, key: tuple, make: object) -> object:
+    def _cached(self, key: tuple, make: Callable[[], object]) -> object:
+        """``make()``'s result, computed once per ``key`` (model, utterance, chunk)."""
         if key not in self._memo:
-            self._memo[key] = make()  # type: ignore[operator]
+            self._memo[key] = make()
         return self._memo[key]
 
     def update(self) -> None:
