@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 
 from kdlab.lab.jupyter import (
+    add_server_arguments,
     exec_server,
     notebooks_dir,
     require_modules,
@@ -29,11 +30,7 @@ from kdlab.lab.jupyter import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("notebook", help="notebook number (02), name (02_maskctc_masking) or path to an .ipynb")
-    parser.add_argument("--port", type=int, default=None, help="server port (default: Voilà's, 8866 or the next free)")
-    parser.add_argument("--ip", default="localhost", help="address to listen on (default: localhost)")
-    parser.add_argument("--no-browser", action="store_true", help="do not open a browser; print the URL only")
-    parser.add_argument("--smoke", action="store_true", help="run the notebook in smoke mode (KDLAB_SMOKE=1)")
-    parser.add_argument("--notebooks", default=None, help="notebooks folder (default: notebooks/ of this checkout)")
+    add_server_arguments(parser, "Voilà's, 8866 or the next free", "the notebook")
 
 
 def main(args: argparse.Namespace) -> int:

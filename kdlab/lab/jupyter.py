@@ -7,6 +7,7 @@ first on ``JUPYTER_PATH``, so ``python3`` is the ipykernel of the Python that ru
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import sys
@@ -122,3 +123,12 @@ def exec_server(cmd: list[str], env: dict[str, str]) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(cmd[0], cmd, env)
+
+
+def add_server_arguments(parser: argparse.ArgumentParser, default_port: str, smoke_what: str) -> None:
+    """The options ``kdlab lab`` and ``kdlab demo`` share: port, address, browser, smoke mode, notebooks."""
+    parser.add_argument("--port", type=int, default=None, help=f"server port (default: {default_port})")
+    parser.add_argument("--ip", default="localhost", help="address to listen on (default: localhost)")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser; print the URL only")
+    parser.add_argument("--smoke", action="store_true", help=f"run {smoke_what} in smoke mode (KDLAB_SMOKE=1)")
+    parser.add_argument("--notebooks", default=None, help="notebooks folder (default: notebooks/ of this checkout)")

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import argparse
 
-from kdlab.lab.jupyter import exec_server, lab_command, notebooks_dir, require_modules, server_env
+from kdlab.lab.jupyter import (
+    add_server_arguments,
+    exec_server,
+    lab_command,
+    notebooks_dir,
+    require_modules,
+    server_env,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=None, help="server port (default: 8888 or the next free)")
-    parser.add_argument("--ip", default="localhost", help="address to listen on (default: localhost)")
-    parser.add_argument("--no-browser", action="store_true", help="do not open a browser; print the URL only")
-    parser.add_argument("--smoke", action="store_true", help="run the notebooks in smoke mode (KDLAB_SMOKE=1)")
-    parser.add_argument("--notebooks", default=None, help="notebooks folder (default: notebooks/ of this checkout)")
+    add_server_arguments(parser, "8888 or the next free", "the notebooks")
 
 
 def main(args: argparse.Namespace) -> int:
