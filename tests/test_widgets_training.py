@@ -41,6 +41,7 @@ def test_epoch_callback_draws_live_curves(lab, capsys):
 
 
 def test_kd_student_curves_show_the_kd_terms(lab):
+    lab.train_teacher()  # reused when the first test ran in this process (under xdist it may not have)
     live = LiveCurves()
     run = lab.train_student("fkd", on_epoch=live)
     assert run.weights == training.KDWeights.paper("fkd")
@@ -51,6 +52,8 @@ def test_kd_student_curves_show_the_kd_terms(lab):
 
 
 def test_panel_decodes_on_evaluate_only(lab, capsys):
+    lab.train_teacher()  # the runs the table shows; reused when the tests above ran in this process
+    lab.train_student("fkd")
     panel = TrainingPanel(lab)
     assert panel.weights(1) == training.KDWeights.paper("fkd")
     assert panel.controls["beta_s_1"].disabled and panel.weights(2).beta_s == 1.0
