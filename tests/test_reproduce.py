@@ -247,6 +247,22 @@ def test_reproduce_rejects_unknown_override():
         reproduce.apply_overrides(get_preset("mini-en"), ["no_such_field=1"])
 
 
+def test_train_only_graph_has_every_training_stage_and_no_decoding(tmp_path):
+    """``--train-only`` (e.g. on a GPU machine) keeps the training graph and drops the decodings, which a
+    later call adds (finished stages skipped); the large presets pass their loader workers and N-best batch."""
+    from kdlab.reproduce import stages as st
+
+    preset = get_preset("mini-en-large")
+    splits = ["test-clean", "test-other"]
+    full = {j.name for j in reproduce.stage_graph(preset, tmp_path, tmp_path / "c", splits)}
+    train = {j.name for j in reproduce.stage_graph(preset, tmp_path, tmp_path / "c", splits, train_only=True)}
+    assert train == {j.name for j in st.training_jobs(preset, tmp_path / "c", tmp_path)} and train < full
+    assert {"prepare", "ar", "nbest", "nar-same-skd"} <= train and all(n.startswith("decode") for n in full - train)
+    cfg = st.student_config(preset, tmp_path / "c", st.StudentRun("same", "skd"), tmp_path / "ar", tmp_path / "t.pt")
+    assert cfg["data"]["num_workers"] == 2 and cfg["kd"]["nbest_max_frames"] == 40000
+    assert get_preset("mini-zh-large").corpus.lang == "zh" and get_preset("mini-zh-large").tokenizer == "char"
+
+
 @pytest.fixture(scope="module")
 def tiny_families(tiny_run):
     """Every KD family on the tiny run's corpus, beside its AR teacher (one epoch per run)."""

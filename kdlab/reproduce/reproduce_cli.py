@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=None,
                         help="stages run at once, as one-thread subprocesses (default: 2 on a CPU, 1 on a GPU); "
                              "1 runs them one after the other in this process (for debugging)")
+    parser.add_argument("--train-only", action="store_true",
+                        help="run the training stages only (e.g. on a GPU machine); a later call without it "
+                             "decodes and writes the tables (finished stages are skipped)")
 
 
 def apply_overrides(preset, overrides: list[str]):
@@ -75,14 +78,24 @@ def default_jobs() -> int:
     return 1 if torch.cuda.is_available() else max(1, min(2, os.cpu_count() or 1))
 
 
-def run_stages(preset, root: Path, corpus: Path, splits: list[str], jobs: int) -> dict[str, float]:
-    """Training (prepare → teacher → students) and the batched decodings, as a dependency graph of jobs."""
+def stage_graph(preset, root: Path, corpus: Path, splits: list[str], train_only: bool = False) -> list:
+    """Training (prepare → teacher → students) and the batched decodings as a dependency graph of jobs
+    (``train_only``: without the decodings)."""
     from kdlab.reproduce import eval as ev
     from kdlab.reproduce import stages as st
+
+    graph = st.training_jobs(preset, corpus, root)
+    if not train_only:
+        graph += ev.decode_jobs(preset, root, st.eval_names(preset), splits)
+    return graph
+
+
+def run_stages(preset, root: Path, corpus: Path, splits: list[str], jobs: int,
+               train_only: bool = False) -> dict[str, float]:
+    """Run :func:`stage_graph` with ``jobs`` stages at a time; returns each stage's wall time (s)."""
     from kdlab.reproduce.jobs import run_jobs
 
-    graph = st.training_jobs(preset, corpus, root) + ev.decode_jobs(preset, root, st.eval_names(preset), splits)
-    return run_jobs(graph, jobs)
+    return run_jobs(stage_graph(preset, root, corpus, splits, train_only), jobs)
 
 
 def record_timing(root: Path, stage_s: dict[str, float], **totals: float) -> dict:
@@ -113,8 +126,10 @@ def evaluate(preset, root: Path, splits: list[str]) -> dict:
             "t1": ev.evaluate_table1(root, ckpts, splits), "diag": ev.diagnostics(root, names)}
 
 
-def run(preset, root: Path, data_root: Path | None, cache: Path, jobs: int | None = None) -> str:
-    """The whole experiment in ``root``; returns results.md. ``jobs``: parallel stages (1: in process)."""
+def run(preset, root: Path, data_root: Path | None, cache: Path, jobs: int | None = None,
+        train_only: bool = False) -> str:
+    """The whole experiment in ``root``; returns results.md. ``jobs``: parallel stages (1: in process);
+    ``train_only``: stop after the training stages (returns a line saying so)."""
     from kdlab.reproduce import eval as ev
     from kdlab.reproduce import report as rep
     from kdlab.reproduce import stages as st
@@ -124,8 +139,11 @@ def run(preset, root: Path, data_root: Path | None, cache: Path, jobs: int | Non
     corpus = st.prepare_corpus(preset, data_root, cache)
     splits = ev.eval_sets(corpus)
     scheduled = time.perf_counter()
-    stage_s = run_stages(preset, root, corpus, splits, jobs)
+    stage_s = run_stages(preset, root, corpus, splits, jobs, train_only)
     scheduler_s = time.perf_counter() - scheduled
+    if train_only:
+        record_timing(root, stage_s, jobs=jobs, train_scheduler_s=scheduler_s)
+        return f"{root}: training stages finished; run again without --train-only to decode and report"
     res = evaluate(preset, root, splits)
     timing = record_timing(root, stage_s, jobs=jobs, scheduler_s=scheduler_s,
                            total_s=time.perf_counter() - started)
@@ -181,7 +199,7 @@ def main(args: argparse.Namespace) -> int:
         if args.families:
             md = run_families(preset, root, args.families, data_root, Path(args.cache), args.jobs)
         else:
-            md = run(preset, root, data_root, Path(args.cache), args.jobs)
+            md = run(preset, root, data_root, Path(args.cache), args.jobs, args.train_only)
     except StageFailed as err:
         print(f"kdlab reproduce: {err}", file=sys.stderr)
         return 1

@@ -174,7 +174,7 @@ def base_config(preset: ReproducePreset, corpus: Path, kind: str, model: str, ep
     return {
         "data": {"corpus": str(corpus), "tokenizer": preset.tokenizer, "vocab_size": max(preset.vocab_size, 1),
                  "speed_perturb": preset.speed_perturb, "specaug": preset.specaug,
-                 "feature_cache": str(corpus / "fbank-cache")},
+                 "feature_cache": str(corpus / "fbank-cache"), **preset.data},
         "model": {"kind": kind, "preset": model},
         "train": {"epochs": epochs, "lr": preset.lr, "warmup_steps": preset.warmup_steps,
                   "max_frames": preset.max_frames, "average_last": preset.average_last,
@@ -199,7 +199,7 @@ def kd_section(preset: ReproducePreset, teacher_ckpt: Path, criterion: str) -> d
     from kdlab.config import to_dict
     from kdlab.kd.config import KDConfig
 
-    search = {"nbest": preset.nbest, "beam": max(preset.nbest, 10)}
+    search = {"nbest": preset.nbest, "beam": max(preset.nbest, 10), "nbest_max_frames": preset.nbest_max_frames}
     if criterion == "fkd":
         return to_dict(KDConfig.stage1(str(teacher_ckpt), **search))
     return to_dict(KDConfig.stage2(str(teacher_ckpt), **search, nbest_cache=str(teacher_ckpt.parent / NBEST_FILE)))
