@@ -25,3 +25,19 @@ def tiny_corpus_en(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_corpus_zh(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 24/6/6-utterance Mandarin corpus folder (train/dev/test.jsonl + audio)."""
     return _build(tmp_path_factory, "zh")
+
+
+@pytest.fixture(scope="session")
+def teacher():
+    """The shipped mini-en AR teacher (kdlab.explore.LoadedModel), loaded once per test process."""
+    from kdlab.explore import load_model
+
+    return load_model("mini-en/teacher")
+
+
+@pytest.fixture(scope="session")
+def student():
+    """The shipped same-size ++S-KD Mask-CTC student (kdlab.explore.LoadedModel), loaded once per process."""
+    from kdlab.explore import load_model
+
+    return load_model("mini-en/student-same-skd")

@@ -13,20 +13,10 @@ import pytest
 from matplotlib.colors import to_hex
 
 from kdlab.explore import end_rules as er
-from kdlab.explore import load_model, load_set, run_encoder, searches, sweep, traces
+from kdlab.explore import load_set, run_encoder, searches, sweep, traces
 from kdlab.explore.scoring import reference_text, score
 from kdlab.tokens import MASK
 from kdlab.viz import beams as vb
-
-
-@pytest.fixture(scope="module")
-def student():
-    return load_model("mini-en/student-same-skd")
-
-
-@pytest.fixture(scope="module")
-def teacher():
-    return load_model("mini-en/teacher")
 
 
 @pytest.fixture(scope="module")

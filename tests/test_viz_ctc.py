@@ -13,15 +13,10 @@ import pytest
 from matplotlib.colors import to_hex
 
 from kdlab.data.tokenizer import normalize_text
-from kdlab.explore import load_model, load_set
+from kdlab.explore import load_set
 from kdlab.explore import segments as sg
 from kdlab.tokens import BLANK
 from kdlab.viz import ctc as vc
-
-
-@pytest.fixture(scope="module")
-def teacher():
-    return load_model("mini-en/teacher")
 
 
 @pytest.fixture(scope="module")

@@ -11,17 +11,12 @@ import pytest
 from matplotlib.colors import to_hex
 
 from kdlab.data.tokenizer import normalize_text
-from kdlab.explore import load_model, load_set, run_encoder
+from kdlab.explore import load_set, run_encoder
 from kdlab.explore import masking as mk
 from kdlab.explore.scoring import reference_alignment
 from kdlab.explore.searches import greedy, maskctc
 from kdlab.tokens import MASK
 from kdlab.viz import masks as vm
-
-
-@pytest.fixture(scope="module")
-def student():
-    return load_model("mini-en/student-same-skd")
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,6 @@ from kdlab.viz import posteriors as vp
 
 
 @pytest.fixture(scope="module")
-def teacher():
-    return load_model("mini-en/teacher")
-
-
-@pytest.fixture(scope="module")
-def student():
-    return load_model("mini-en/student-same-skd")
-
-
-@pytest.fixture(scope="module")
 def utt():
     return load_set("mini-en", "test-clean", limit=5)[4]  # 1.3 s
 

@@ -8,13 +8,8 @@ matplotlib.use("Agg")
 
 import pytest
 
-from kdlab.explore import load_model, load_set, run_encoder, searches
+from kdlab.explore import load_set, run_encoder, searches
 from kdlab.widgets.beams import MAX_BEAM, MaskBeamExplorer
-
-
-@pytest.fixture(scope="module")
-def student():
-    return load_model("mini-en/student-same-skd")
 
 
 @pytest.fixture(scope="module")

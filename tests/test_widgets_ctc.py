@@ -8,14 +8,9 @@ matplotlib.use("Agg")
 
 import pytest
 
-from kdlab.explore import load_model, load_set
+from kdlab.explore import load_set
 from kdlab.explore.segments import ctc_view, token_spans, top_tokens, word_spans
 from kdlab.widgets.ctc import FrameInspector, UtterancePicker
-
-
-@pytest.fixture(scope="module")
-def teacher():
-    return load_model("mini-en/teacher")
 
 
 @pytest.fixture(scope="module")

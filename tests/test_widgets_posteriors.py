@@ -15,11 +15,6 @@ from kdlab.widgets.posteriors import PosteriorExplorer
 
 
 @pytest.fixture(scope="module")
-def teacher():
-    return load_model("mini-en/teacher")
-
-
-@pytest.fixture(scope="module")
 def students():
     return [load_model("mini-en/student-same-ljca"), load_model("mini-en/student-smaller-skd")]
 
