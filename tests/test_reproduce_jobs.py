@@ -107,7 +107,8 @@ def test_reproduce_main_reports_a_failed_stage_in_one_line(monkeypatch, capsys):
         raise StageFailed("stage nar-same-fkd failed (exit code 1); see runs/x/nar-same-fkd/train.log")
 
     monkeypatch.setattr(reproduce, "run", fail)
-    args = SimpleNamespace(preset="mini-en", overrides=[], out="runs/x", data_root=None, cache="c", jobs=2, families=[])
+    args = SimpleNamespace(preset="mini-en", overrides=[], out="runs/x", data_root=None, cache="c", jobs=2, families=[],
+                           train_only=False)
     assert reproduce.main(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nar-same-fkd" in err and "train.log" in err
