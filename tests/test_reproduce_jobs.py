@@ -112,6 +112,8 @@ def test_reproduce_main_reports_a_failed_stage_in_one_line(monkeypatch, capsys):
     assert reproduce.main(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nar-same-fkd" in err and "train.log" in err
+    with pytest.raises(SystemExit, match="--train-only"):
+        reproduce.main(SimpleNamespace(**{**vars(args), "families": ["inter"], "train_only": True}))
 
 
 def test_stage_graph_of_the_experiment(tmp_path):

@@ -192,6 +192,8 @@ def main(args: argparse.Namespace) -> int:
     from kdlab.reproduce.jobs import StageFailed
     from kdlab.reproduce.presets import get_preset
 
+    if args.families and args.train_only:
+        raise SystemExit("kdlab reproduce: --train-only applies to the paper's experiment, not to --family runs")
     preset = apply_overrides(get_preset(args.preset), args.overrides)
     root = Path(args.out or f"runs/reproduce-{preset.name}")
     data_root = Path(args.data_root) if args.data_root else None
