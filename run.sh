@@ -22,6 +22,6 @@ ensure_venv
 cmd=${1:-reproduce}
 [ $# -gt 0 ] && shift
 case "$cmd" in
-  test) exec "$VENV/bin/python" -m pytest -q -n 2 --durations=15 "$@" ;;
+  test) exec "$VENV/bin/python" -m pytest -q -n 2 --dist loadgroup --durations=15 "$@" ;;
   *) exec "$VENV/bin/kdlab" "$cmd" "$@" ;;
 esac

@@ -33,7 +33,9 @@ GALLERY = Path(os.environ.get("KDLAB_GALLERY_DIR", REPO / "docs" / "gallery"))
 VIEWPORT = {"width": 1200, "height": 1400}
 AT_ONCE = 3  # notebooks running at the same time (page loads, kernel starts and model loads overlap)
 
-pytestmark = pytest.mark.browser
+# Both browser tests run on one xdist worker (`--dist loadgroup`): two Jupyter servers starting kernels at
+# the same time can race for the kernels' ports, and a kernel that never answers leaves the page loading.
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 
 @dataclass(frozen=True)
@@ -193,10 +195,8 @@ def test_demo_in_voila(page_factory: Any, tmp_path: Path) -> None:
     """``kdlab demo 02``: the Voilà app shows prose, figures and widgets but no code, and the p_thr slider works."""
     source = resolve_notebook(NOTEBOOKS, "02")
     (notebook,) = bs.copy_notebooks([source], tmp_path / "root")
-    server = bs.start_voila(notebook, tmp_path)
+    server, page = open_demo(page_factory, notebook, tmp_path)
     try:
-        page = page_factory()
-        page.goto(server.url, wait_until="load", timeout=240_000)  # Voilà sends the page once every cell has run
         page.get_by_text(bs.MARKER).first.wait_for(timeout=120_000)  # then the widgets render
         control = bs.find_control(page, re.compile(INTERACTIONS["02"].label, re.I))
         assert control is not None, "no p_thr slider in the demo page"
@@ -212,6 +212,27 @@ def test_demo_in_voila(page_factory: Any, tmp_path: Path) -> None:
     assert not errors + page_factory.problems, errors + page_factory.problems
     assert code == 0, f"the demo page shows {code} code editors"
     assert before.images != after.images, "the figure did not change in the demo"
+
+
+def open_demo(page_factory: Any, notebook: Path, home: Path, attempts: int = 2) -> tuple[Any, Any]:
+    """A Voilà server on ``notebook`` and a page that has loaded it (Voilà sends the page once every cell
+    has run). A server whose kernel never answers is replaced once by a fresh one (its log stays in
+    ``home/attempt-N``); the last attempt's timeout is raised."""
+    for attempt in range(1, attempts + 1):
+        folder = home / f"attempt-{attempt}"
+        folder.mkdir(parents=True, exist_ok=True)
+        server = bs.start_voila(notebook, folder)
+        page = page_factory()
+        try:
+            page.goto(server.url, wait_until="load", timeout=180_000)
+            return server, page
+        except Exception as err:  # playwright's TimeoutError
+            server.stop()
+            if attempt == attempts:
+                raise
+            print(f"[browser] Voilà page did not load ({type(err).__name__}); starting a fresh server:\n"
+                  f"{server.log_tail()}")
+    raise AssertionError("unreachable")
 
 
 def print_latencies(records: dict[str, dict]) -> None:
