@@ -338,6 +338,28 @@ def test_kd_student_trains_with_teacher_terms(tiny_corpus_en: Path, tmp_path: Pa
     assert (tmp_path / "student" / "tokenizer" / "tokenizer.json").read_text() == teacher_tok
     teacher_cmvn = (tmp_path / "teacher" / "cmvn.json").read_text()
     assert (tmp_path / "student" / "cmvn.json").read_text() == teacher_cmvn
+    _check_bench_run(tmp_path / "student")
+
+
+def _check_bench_run(run_dir: Path) -> None:
+    """``kdlab bench train --run`` times the folder's own step: here eq 13 with every KD term active."""
+    from kdlab.training.bench_run import benchmark_run
+
+    before = sorted(p.name for p in run_dir.iterdir())
+    result = benchmark_run(run_dir, steps=1, warmup=1)
+    assert result["kind"] == "maskctc" and result["steps"] == 1 and result["frames"] > 0
+    assert result["kd_terms"] == ["dec_f", "dec_s", "enc_f", "enc_s"]
+    assert result["utt_sec_per_sec"] == pytest.approx(result["frames"] * 0.01 / result["wall_s"])
+    assert sorted(p.name for p in run_dir.iterdir()) == before  # nothing written
+
+
+def test_bench_train_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from kdlab.cli import main
+
+    assert main(["bench", "train", "--run", str(tmp_path)]) != 0
+    assert f"{tmp_path}: not a prepared run folder (missing config.yaml, cmvn.json, tokenizer)" in capsys.readouterr().err
+    assert main(["bench", "train"]) != 0
+    assert "give --manifest (a model preset on a manifest) or --run (a run folder)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("poison", ["train", "dev"])

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kdlab.errors import UserError
+
 NAR_METHODS = ("maskctc_greedy", "maskctc_beam1", "maskctc_beam5", "maskctc_beam10")
 AR_METHOD = "attention_beam10"
 AR_EXACT = "attention_beam10_exact"  # the same search with the "exact" end rule (kdlab.search.joint_beam)
@@ -39,7 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     t = sub.add_parser("train", help="training throughput (optimiser steps on real batches)")
     t.add_argument("--preset", default="mini-student", help="model preset (or a ModelConfig YAML/JSON path)")
     t.add_argument("--kind", default="maskctc", choices=("ar", "maskctc"))
-    t.add_argument("--manifest", required=True, help="training manifest (JSONL)")
+    t.add_argument("--manifest", default=None, help="training manifest (JSONL); or --run")
+    t.add_argument("--run", default=None,
+                   help="a prepared run folder: time its own training step (config, tokenizer, batches and, for "
+                        "a KD run, the live teacher and N-best terms of eq 13) instead of --preset/--manifest")
     t.add_argument("--steps", type=int, default=10)
     t.add_argument("--max-frames", type=int, default=8000)
     t.add_argument("--device", default="cpu")
@@ -152,6 +157,12 @@ def bench_train(args: argparse.Namespace) -> dict:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.run is not None:
+        from kdlab.training.bench_run import benchmark_run
+
+        return benchmark_run(args.run, steps=args.steps)
+    if args.manifest is None:
+        raise UserError("kdlab bench train: give --manifest (a model preset on a manifest) or --run (a run folder)")
     return benchmark_throughput(args.preset, args.kind, args.manifest, steps=args.steps, device=args.device,
                                 max_frames=args.max_frames)
 
