@@ -27,7 +27,7 @@ TINY = ["corpus={hours: 0.015, n_dev: 6, n_test: 6}", "teacher_epochs=2", "stude
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("reproduce")
     preset = reproduce.apply_overrides(get_preset("mini-en"), TINY)
-    md = reproduce.run(preset, root / "run", None, root / "cache", jobs=1)
+    md = reproduce.run(preset, root / "run", None, root / "cache", jobs=1, overrides=TINY)
     return root / "run", md
 
 
@@ -121,7 +121,7 @@ def test_reproduce_rerun_skips_finished_stages(tiny_run, capsys):
     root, _ = tiny_run
     before = {p: p.stat().st_mtime for p in root.glob("*/avg-*.pt")}
     preset = reproduce.apply_overrides(get_preset("mini-en"), TINY)
-    reproduce.run(preset, root, None, root.parent / "cache")
+    reproduce.run(preset, root, None, root.parent / "cache", overrides=TINY)
     assert "done already, skipping" in capsys.readouterr().out
     assert before == {p: p.stat().st_mtime for p in root.glob("*/avg-*.pt")}
 
@@ -133,7 +133,7 @@ def test_reproduce_parallel_rerun_resumes_stages_in_subprocesses(tiny_run, capsy
     shutil.rmtree(root / "decode" / "nar-smaller-skd" / "test-other")
     shutil.rmtree(root / "decode" / "nar-same-ljca-stage1" / "test")  # a stage-1 decoding, with mask share
     preset = reproduce.apply_overrides(get_preset("mini-en"), TINY)
-    reproduce.run(preset, root, None, root.parent / "cache", jobs=2)
+    reproduce.run(preset, root, None, root.parent / "cache", jobs=2, overrides=TINY)
     out = capsys.readouterr().out
     for stage in ("nbest", "nar-smaller-skd", "decode-nar-smaller-skd-test-other", "decode-nar-same-ljca-stage1-test"):
         assert f"{stage}: started (log:" in out and f"{stage}: finished in" in out
@@ -164,7 +164,7 @@ def test_reproduce_completes_a_finished_run_given_a_hand_placed_stage1_checkpoin
         st.train_stage("nar-smaller-ljca", cfg, run, stage1_epochs=1)
     shutil.copy2(kept, run / "avg-stage1.pt")  # placed by hand
     trained = {p: p.stat().st_mtime for p in run.glob("*.pt")}
-    md = reproduce.run(preset, root, None, root.parent / "cache", jobs=1)
+    md = reproduce.run(preset, root, None, root.parent / "cache", jobs=1, overrides=TINY)
     out = capsys.readouterr().out
     assert "nar-smaller-ljca: done already, skipping" in out and "nar-smaller-fkd: done already, skipping" in out
     assert "decode-nar-smaller-ljca-stage1-test-other: finished in" in out
@@ -235,7 +235,9 @@ def test_ship_exports_the_runs_models_with_reverifiable_check_figures(tiny_run, 
     full = json.loads((root / "decode" / "ar" / "test" / "summary.json").read_text())["attention_beam10"]
     assert card["results"]["test-clean"]["attention_beam10"]["rate"] == full["rate"]
     assert set(card["results"]) >= {"dev-clean", "test-other", "check/test-clean", "check/test-other"}
-    assert card["corpus_seed"] == 0 and "reproduce --preset mini-en" in card["recipe"]
+    sets = "".join(f" --set {item}" for item in TINY)  # the run's --set items, from its results.json
+    assert card["corpus_seed"] == 0 and card["recipe"] == f"kdlab reproduce --preset mini-en{sets} (ar stage)"
+    assert card["command"] == f"./run.sh reproduce --preset mini-en{sets}"
     rows = verify("mini-en/student-smaller-skd", root=tmp_path)
     assert {(r.set, r.method) for r in rows} == {(s, m) for s in ("check/test-clean", "check/test-other")
                                                  for m in ("maskctc_beam10", "ctc_greedy")}

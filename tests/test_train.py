@@ -357,7 +357,8 @@ def test_bench_train_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     from kdlab.cli import main
 
     assert main(["bench", "train", "--run", str(tmp_path)]) != 0
-    assert f"{tmp_path}: not a prepared run folder (missing config.yaml, cmvn.json, tokenizer)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{tmp_path}: not a prepared run folder (missing config.yaml, cmvn.json, tokenizer)" in err
     assert main(["bench", "train"]) != 0
     assert "give --manifest (a model preset on a manifest) or --run (a run folder)" in capsys.readouterr().err
 

@@ -174,10 +174,11 @@ def do_verify(args: argparse.Namespace) -> int:
 
 
 def do_ship(args: argparse.Namespace) -> None:
-    from kdlab.pretrained.ship import ship_families, ship_run
+    from kdlab.pretrained.ship import run_overrides, ship_families, ship_run
     from kdlab.reproduce.presets import get_preset
+    from kdlab.reproduce.reproduce_cli import apply_overrides
 
-    preset = get_preset(args.preset)
+    preset = apply_overrides(get_preset(args.preset), run_overrides(args.run))  # the run's own --set items
     if args.families:
         folders = ship_families(args.run, preset, args.families, args.n, args.root, args.force)
     else:

@@ -68,6 +68,12 @@ def _add_results(folder: Path, results: dict[str, dict]) -> None:
     write_card(folder, data)
 
 
+def run_overrides(root: Path) -> list[str]:
+    """The ``--set`` items a reproduce run was made with (its ``results/results.json``); [] for none."""
+    path = root / "results" / "results.json"
+    return list(json.loads(path.read_text()).get("meta", {}).get("overrides", [])) if path.is_file() else []
+
+
 def ship_run(root: Path, preset: ReproducePreset, n_check: int = 20, models_root: Path | None = None,
              force: bool = False) -> list[Path]:
     """Export every shipped model of the finished reproduce run ``root`` as ``<preset name>/<model>``
@@ -80,12 +86,13 @@ def ship_run(root: Path, preset: ReproducePreset, n_check: int = 20, models_root
         raise ValueError(f"{root}: stage(s) {', '.join(missing)} not finished; run kdlab reproduce first")
     corpus_dir = Path(load_config(root / TEACHER / "config.yaml").data.corpus)
     checks = _check_sets(corpus_dir, corpus, n_check, models_root)
+    sets = "".join(f" --set {item}" for item in run_overrides(root))
     folders = []
     for run, name in shipped_models(preset).items():
         ckpt = checkpoint_of(root / run)
         kind = "ar" if run == TEACHER else "maskctc"
-        fields = {"recipe": f"kdlab reproduce --preset {preset.name} ({run} stage)",
-                  "command": f"./run.sh reproduce --preset {preset.name}", "corpus_seed": preset.corpus.seed,
+        fields = {"recipe": f"kdlab reproduce --preset {preset.name}{sets} ({run} stage)",
+                  "command": f"./run.sh reproduce --preset {preset.name}{sets}", "corpus_seed": preset.corpus.seed,
                   "results": _run_results(root / "decode" / run, corpus_dir)}
         folder = export(ckpt, corpus, name, fields, root=models_root, overwrite=force)
         methods = [table1_method(kind), DIAGNOSTIC]

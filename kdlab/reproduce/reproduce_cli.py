@@ -127,9 +127,10 @@ def evaluate(preset, root: Path, splits: list[str]) -> dict:
 
 
 def run(preset, root: Path, data_root: Path | None, cache: Path, jobs: int | None = None,
-        train_only: bool = False) -> str:
+        train_only: bool = False, overrides: list[str] | None = None) -> str:
     """The whole experiment in ``root``; returns results.md. ``jobs``: parallel stages (1: in process);
-    ``train_only``: stop after the training stages (returns a line saying so)."""
+    ``train_only``: stop after the training stages (returns a line saying so); ``overrides``: the
+    ``--set`` items that made ``preset`` from the named one (recorded, e.g. for the shipped models' cards)."""
     from kdlab.reproduce import eval as ev
     from kdlab.reproduce import report as rep
     from kdlab.reproduce import stages as st
@@ -148,8 +149,9 @@ def run(preset, root: Path, data_root: Path | None, cache: Path, jobs: int | Non
     timing = record_timing(root, stage_s, jobs=jobs, scheduler_s=scheduler_s,
                            total_s=time.perf_counter() - started)
     names = st.model_names(preset)
-    meta = {"preset": preset.name, "corpus": str(corpus), "machine": f"{platform.machine()} {os.cpu_count()} cores",
-            "jobs": jobs, "wall_min_this_call": round(timing["total_s"] / 60, 1),
+    meta = {"preset": preset.name, **({"overrides": list(overrides)} if overrides else {}), "corpus": str(corpus),
+            "machine": f"{platform.machine()} {os.cpu_count()} cores", "jobs": jobs,
+            "wall_min_this_call": round(timing["total_s"] / 60, 1),
             "train_min": round(sum(train_seconds(root / n) for n in names) / 60, 1),
             "ar_end_rule": ev.END_RULE}
     report = rep.Report(rep.table1_records(preset, res["params"], res["t1"]),
@@ -201,7 +203,7 @@ def main(args: argparse.Namespace) -> int:
         if args.families:
             md = run_families(preset, root, args.families, data_root, Path(args.cache), args.jobs)
         else:
-            md = run(preset, root, data_root, Path(args.cache), args.jobs, args.train_only)
+            md = run(preset, root, data_root, Path(args.cache), args.jobs, args.train_only, args.overrides)
     except StageFailed as err:
         print(f"kdlab reproduce: {err}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ from kdlab.data.features import FRAME_SHIFT_S
 from kdlab.errors import UserError
 from kdlab.training.bench import _sync
 
+
 def load_run_config(run_dir: Path):
     """The config a run folder was trained with (``config.yaml``); a clear error when it is not a run."""
     from kdlab.config import load_config
