@@ -244,6 +244,18 @@ def test_ship_exports_the_runs_models_with_reverifiable_check_figures(tiny_run, 
     assert all(r.agrees(0.0) for r in rows)
 
 
+def test_ship_teacher_only_exports_just_the_teacher(tiny_run, tmp_path):
+    """``ship --teacher-only``: a run whose students are not trained yet ships its teacher alone."""
+    from kdlab.pretrained import store as pretrained
+    from kdlab.pretrained.ship import ship_run
+
+    root, _ = tiny_run
+    preset = reproduce.apply_overrides(get_preset("mini-en"), TINY)
+    ship_run(root, preset, n_check=2, models_root=tmp_path, teacher_only=True)
+    assert pretrained.available(tmp_path) == ["mini-en/teacher"]
+    assert "check/test-clean" in pretrained.card("mini-en", "teacher", root=tmp_path)["results"]
+
+
 def test_reproduce_rejects_unknown_override():
     with pytest.raises(SystemExit, match="FIELD=VALUE"):
         reproduce.apply_overrides(get_preset("mini-en"), ["no_such_field=1"])

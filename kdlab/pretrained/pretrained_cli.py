@@ -61,6 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     h.add_argument("--preset", default="mini-en", help="its reproduce preset (names the corpus: mini-en)")
     h.add_argument("--n", type=int, default=20, help="utterances per check set (default 20)")
     h.add_argument("--force", action="store_true", help="replace shipped models of the same names")
+    h.add_argument("--teacher-only", action="store_true",
+                   help="ship only the AR teacher (a run whose students are not trained yet)")
     h.add_argument("--family", dest="families", action="append", default=[],
                    choices=["inter", "stream", "rnnt", "all"],
                    help="ship the runs of kdlab reproduce --family instead of the paper's models (repeatable)")
@@ -182,7 +184,7 @@ def do_ship(args: argparse.Namespace) -> None:
     if args.families:
         folders = ship_families(args.run, preset, args.families, args.n, args.root, args.force)
     else:
-        folders = ship_run(args.run, preset, args.n, args.root, args.force)
+        folders = ship_run(args.run, preset, args.n, args.root, args.force, args.teacher_only)
     for folder in folders:
         print(f"{folder}: exported")
 

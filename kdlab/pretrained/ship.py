@@ -75,20 +75,22 @@ def run_overrides(root: Path) -> list[str]:
 
 
 def ship_run(root: Path, preset: ReproducePreset, n_check: int = 20, models_root: Path | None = None,
-             force: bool = False) -> list[Path]:
+             force: bool = False, teacher_only: bool = False) -> list[Path]:
     """Export every shipped model of the finished reproduce run ``root`` as ``<preset name>/<model>``
-    (corpus: the teacher's ``data.corpus``); returns the model folders."""
+    (corpus: the teacher's ``data.corpus``); returns the model folders. ``teacher_only``: only the AR
+    teacher (a run whose students are not trained yet)."""
     from kdlab.config import load_config
 
     corpus = preset.name
-    missing = [run for run in shipped_models(preset) if not is_done(root / run)]
+    models = {TEACHER: "teacher"} if teacher_only else shipped_models(preset)
+    missing = [run for run in models if not is_done(root / run)]
     if missing:
         raise ValueError(f"{root}: stage(s) {', '.join(missing)} not finished; run kdlab reproduce first")
     corpus_dir = Path(load_config(root / TEACHER / "config.yaml").data.corpus)
     checks = _check_sets(corpus_dir, corpus, n_check, models_root)
     sets = "".join(f" --set {item}" for item in run_overrides(root))
     folders = []
-    for run, name in shipped_models(preset).items():
+    for run, name in models.items():
         ckpt = checkpoint_of(root / run)
         kind = "ar" if run == TEACHER else "maskctc"
         fields = {"recipe": f"kdlab reproduce --preset {preset.name}{sets} ({run} stage)",
