@@ -3,7 +3,8 @@
 Where :func:`kdlab.training.bench.benchmark_throughput` times a model preset on any manifest, this times
 exactly what ``kdlab train`` would run in that folder: its config, tokenizer, CMVN, batches (with the run's
 augmentation) and, for a KD run, the whole objective of eq 13 with the live teacher's frame-level terms
-(eq 7, 11) and the cached N-best sequence terms (eq 8, 9, 12). Nothing in the folder is written.
+(eq 7, 11) and the cached N-best sequence terms (eq 8, 9, 12). Nothing in the folder is written, except
+the teacher's N-best cache when a KD run does not have it yet (training would write the same).
 """
 
 from __future__ import annotations
