@@ -56,7 +56,6 @@ def benchmark_throughput(cfg_or_preset: Any, kind: str, manifest: str | Path, st
     ``utts_per_sec``, totals and the parameter count.
     """
     from kdlab.models import build_model
-    from kdlab.training.loop import compute_loss, to_device
 
     if steps < 1:
         raise ValueError(f"benchmark_throughput: steps must be >= 1, got {steps}")
@@ -64,27 +63,43 @@ def benchmark_throughput(cfg_or_preset: Any, kind: str, manifest: str | Path, st
     batches, vocab = _batches(Path(manifest), warmup + steps, max_frames)
     model = build_model(_model_config(cfg_or_preset), vocab, kind).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    frames = utts = 0
-    start = 0.0
-    for i, batch in enumerate(batches):
-        if i == warmup:
-            _sync(device)
-            start = time.perf_counter()
-        batch = to_device(batch, device)
-        loss, _ = compute_loss(model, batch)
+    return {"kind": kind, "device": str(device), **time_steps(model, optimizer, batches, warmup, device),
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+def time_steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: list[dict], warmup: int,
+               device: torch.device, kd: Any = None, student: torch.nn.Module | None = None) -> dict:
+    """One optimiser step (``compute_loss``: eq 6, plus the KD terms of eq 13 when ``kd`` is given) per
+    batch, timing all but the first ``warmup``; batches are moved to ``device`` before timing. Returns the
+    timed ``steps``, ``wall_s``, ``step_s``, the utterance, frame and audio totals and their rates
+    (``utt_sec_per_sec``: seconds of audio per wall second)."""
+    from kdlab.training.loop import compute_loss, to_device
+
+    def step(batch: dict) -> None:
+        loss, _ = compute_loss(model, batch, kd, student)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if i >= warmup:
-            frames += int(batch["feat_lens"].sum())
-            utts += len(batch["ids"])
+
+    batches = [to_device(b, device) for b in batches]
+    timed = batches[warmup:]
+    if not timed:
+        raise ValueError(f"time_steps: {len(batches)} batches leave none to time after {warmup} warm-up steps")
+    for batch in batches[:warmup]:
+        step(batch)
+    _sync(device)
+    start = time.perf_counter()
+    for batch in timed:
+        step(batch)
     _sync(device)
     wall = time.perf_counter() - start
+    frames = sum(int(b["feat_lens"].sum()) for b in timed)
+    utts = sum(len(b["ids"]) for b in timed)
     audio_s = frames * FRAME_SHIFT_S
     return {
-        "kind": kind, "device": str(device), "steps": steps, "wall_s": wall, "utts": utts, "frames": frames,
+        "steps": len(timed), "wall_s": wall, "step_s": wall / len(timed), "utts": utts, "frames": frames,
         "audio_s": audio_s, "utt_sec_per_sec": audio_s / wall, "frames_per_sec": frames / wall,
-        "utts_per_sec": utts / wall, "params": sum(p.numel() for p in model.parameters()),
+        "utts_per_sec": utts / wall,
     }
 
 

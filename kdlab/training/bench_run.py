@@ -10,12 +10,10 @@ the teacher's N-best cache when a KD run does not have it yet (training would wr
 from __future__ import annotations
 
 import itertools
-import time
 from pathlib import Path
 
-from kdlab.data.features import FRAME_SHIFT_S
 from kdlab.errors import UserError
-from kdlab.training.bench import _sync
+from kdlab.training.bench import time_steps
 
 
 def load_run_config(run_dir: Path):
@@ -41,7 +39,6 @@ def benchmark_run(run_dir: str | Path, steps: int = 10, warmup: int = 2) -> dict
     from kdlab.training.data import build_loader, set_loader_epoch
     from kdlab.training.datacheck import usable_data
     from kdlab.training.fit import build_state
-    from kdlab.training.loop import compute_loss, to_device
     from kdlab.training.rundir import CMVN_FILE, TOKENIZER_DIR
     from kdlab.training.runtime import Runtime, pick_device
 
@@ -55,31 +52,12 @@ def benchmark_run(run_dir: str | Path, steps: int = 10, warmup: int = 2) -> dict
     state = build_state(cfg, run_dir, rt, tokenizer.vocab_size, records)
     loader = build_loader(cfg, records, tokenizer, cmvn, rt, train=True)
     set_loader_epoch(loader, 1)
-    batches = [to_device(b, rt.device) for b in itertools.islice(loader, warmup + steps)]
+    batches = list(itertools.islice(loader, warmup + steps))
+    if len(batches) <= warmup:
+        raise UserError(f"{run_dir}: the training set gives only {len(batches)} batches, "
+                        f"fewer than {warmup} warm-up steps and one timed step")
     state.model.train()
-    frames = utts = 0
-    start = 0.0
-    for i, batch in enumerate(batches):
-        if i == warmup:
-            _sync(rt.device)
-            start = time.perf_counter()
-        loss, _ = compute_loss(state.model, batch, state.distiller, state.module)
-        loss.backward()
-        state.optimizer.step()
-        state.optimizer.zero_grad(set_to_none=True)
-        if i >= warmup:
-            frames += int(batch["feat_lens"].sum())
-            utts += len(batch["ids"])
-    _sync(rt.device)
-    wall = time.perf_counter() - start
-    timed = max(len(batches) - warmup, 0)
-    if not timed:
-        raise UserError(f"{run_dir}: the training set gives only {len(batches)} batches; lower --steps")
-    audio_s = frames * FRAME_SHIFT_S
     kd_terms = sorted(k for k, w in getattr(state.distiller, "weights", {}).items() if w)
-    return {
-        "run": str(run_dir), "kind": cfg.model.kind, "kd_terms": kd_terms, "device": str(rt.device),
-        "steps": timed, "wall_s": wall, "step_s": wall / timed, "utts": utts, "frames": frames,
-        "audio_s": audio_s, "utt_sec_per_sec": audio_s / wall, "frames_per_sec": frames / wall,
-        "utts_per_sec": utts / wall, "params": sum(p.numel() for p in state.module.parameters()),
-    }
+    timing = time_steps(state.model, state.optimizer, batches, warmup, rt.device, state.distiller, state.module)
+    return {"run": str(run_dir), "kind": cfg.model.kind, "kd_terms": kd_terms, "device": str(rt.device),
+            **timing, "params": sum(p.numel() for p in state.module.parameters())}
