@@ -88,7 +88,7 @@ PRESETS: dict[str, ReproducePreset] = {
     # 6 h (5,619 sentences, 794 characters) and 24 teacher epochs: test CER 94.8 % with 3 h / 8 epochs,
     # 73.3 % with 6 h / 8, 30.4 % with 6 h / 16, 8.3 % with 6 h / 24 (the CTC branch leaves its blank
     # plateau only after ~10 epochs; docs/RESULTS.md). A long CPU preset: the teacher alone takes ~2 h on
-    # one thread, the students ~1.5 h more on two. Stage 2 of six epochs (the shipped students): same-size
+    # one thread, the students ~2 h more on two. Stage 2 of six epochs (the shipped students): same-size
     # ++S-KD test CER 45.95 % after 3 S-KD epochs, 27.05 % after 6 (its CMLM .43 → .59 on dev).
     "mini-zh": replace(MINI_EN, name="mini-zh", corpus=CorpusSpec(kind="synth", lang="zh", hours=6.0),
                        tokenizer="char", teacher_epochs=24, finetune_epochs=6, speed_perturb=True),
