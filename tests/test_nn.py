@@ -247,3 +247,19 @@ def test_relative_position_cmlm_decoder() -> None:
     assert (alone - padded).abs().max().item() <= 1e-5
     with pytest.raises(ValueError, match="bidirectional"):
         TransformerDecoder(11, 32, 4, 64, 2, 0.0, 0.0, 0.0, causal=True, rel_pos=True)
+
+
+@pytest.mark.parametrize("rel_pos", [False, True])
+def test_decoder_logits_at_positions_match_the_full_pass(rel_pos: bool) -> None:
+    """``positions=``: the last block computes only those queries; the logits equal the full pass there."""
+    torch.manual_seed(6)
+    dec = TransformerDecoder(11, 32, 4, 64, 3, 0.0, 0.0, 0.0, causal=False, rel_pos=rel_pos).eval()
+    memory, mem_lens = torch.randn(2, 6, 32), torch.tensor([6, 4])
+    ys, lens = torch.tensor([[4, 3, 6, 3, 8], [3, 5, 9, 0, 0]]), torch.tensor([5, 3])
+    pos = torch.tensor([[1, 3, 4], [0, 2, 0]])  # (B, Q); row 1 repeats slot 0 as padding
+    full = dec(ys, lens, memory, mem_lens)  # (B, L, V)
+    at = dec(ys, lens, memory, mem_lens, positions=pos)  # (B, Q, V)
+    assert at.shape == (2, 3, 11)
+    assert torch.allclose(at, full.gather(1, pos[..., None].expand(-1, -1, 11)), atol=1e-5)
+    with pytest.raises(ValueError, match="bidirectional"):
+        tiny_decoder(True)(ys, lens, memory, mem_lens, positions=pos)

@@ -198,3 +198,29 @@ def test_topk_fill_sets_pairs_equal_dp_and_brute_force():
             chosen = [(p, t) for p, t in zip(pos[h, r].tolist(), tok[h, r].tolist(), strict=True) if p >= 0]
             assert len({p for p, _ in chosen}) == int(k[h]) and all(mask[h, p] for p, _ in chosen)
             assert sum(float(logp[h, p, t]) for p, t in chosen) == pytest.approx(float(sc[h, r]), abs=1e-5)
+
+
+@pytest.mark.parametrize("rows", [[0, 0, 0, 1, 1, 1, 2, 2, 2], [0, 1, 1, 2, 2, 2]])
+def test_search_mlm_fn_matches_the_full_cmlm_at_masked_slots(rows: list[int]):
+    """The searches' CMLM wrapper (sources per utterance, last block at ``<mask>`` slots only) gives the full
+    decoder's log posteriors at every masked slot, for beams of equal and of unequal width; shipped model,
+    real test utterances."""
+    from kdlab import pretrained
+    from kdlab.evaluate.sets import load_records, make_batches
+    from kdlab.pretrained.check import check_manifest
+    from kdlab.search.decode import make_mlm_fn
+
+    torch.set_num_threads(1)
+    model, tok, cmvn, _ = pretrained.load("mini-en", "student-same-skd")
+    batch = next(iter(make_batches(load_records(check_manifest("mini-en", "test-clean"), limit=3), tok, cmvn, 10**9)))
+    with torch.inference_mode():
+        enc, enc_lens = model.encode(batch["feats"], batch["feat_lens"])
+        r = torch.tensor(rows)
+        ys, lens = batch["tokens"][r].clamp_min(0), batch["token_lens"][r]
+        g = torch.Generator().manual_seed(0)
+        ys = ys.masked_fill(torch.rand(ys.shape, generator=g) < 0.3, MASK)  # a different mask per hypothesis
+        got = mlm_log_posteriors(make_mlm_fn(model, enc, enc_lens)(ys, lens, r))
+        ref = mlm_log_posteriors(model.mlm_logits(enc[r], enc_lens[r], ys, lens))
+    m = (ys == MASK) & (torch.arange(ys.shape[1]) < lens[:, None])
+    assert int(m.sum()) > 10
+    assert torch.allclose(got[m], ref[m], atol=1e-4)

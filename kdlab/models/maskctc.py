@@ -39,14 +39,16 @@ class MaskCTCModel(JointCTCModel):
 
     def mlm_logits(
         self, enc: torch.Tensor | None, enc_lens: torch.Tensor | None, ys_in: torch.Tensor, ys_lens: torch.Tensor,
-        sources: list | None = None,
+        sources: list | None = None, positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """p_mlm(y | y_obs, H) of eq 4 as logits: ys_in (B, L), ``<mask>`` at hidden slots -> (B, L, V).
 
         ``sources``: the decoder's projected encoder output (``self.decoder.sources``), one row per row of
         ``ys_in``, in place of enc/enc_lens (decoding reuses it across Mask-CTC iterations).
+        ``positions`` (B, Q): only the logits at these slots, (B, Q, V) (the decoding searches read the
+        masked slots only).
         """
-        return self.decoder(ys_in, ys_lens, enc, enc_lens, sources)
+        return self.decoder(ys_in, ys_lens, enc, enc_lens, sources, positions)
 
     def forward(
         self,

@@ -80,6 +80,23 @@ def rel_shift(scores: torch.Tensor) -> torch.Tensor:
     return scores.as_strided((b, h, t, t), (sb, sh, si - sm, sm), scores.storage_offset() + (t - 1) * sm)
 
 
+def rel_gather(scores: torch.Tensor, q_pos: torch.Tensor) -> torch.Tensor:
+    """:func:`rel_shift` for queries at positions ``q_pos`` (B, Tq) of a length-T sequence.
+
+    ``scores`` (B, H, Tq, 2T-1) against R[m] (distance ``T-1-m``) -> (B, H, Tq, T), ``[i, j]`` taken from
+    slot ``m = T-1-q_pos[i]+j`` (distance ``q_pos[i] - j``).
+    """
+    b, h, tq, slots = scores.shape
+    t = (slots + 1) // 2
+    idx = (t - 1 - q_pos)[:, None, :, None] + torch.arange(t, device=scores.device)  # (B, 1, Tq, T)
+    return scores.gather(3, idx.expand(b, h, tq, t))
+
+
+def gather_positions(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x`` (B, T, D) at positions ``pos`` (B, Tq) -> (B, Tq, D)."""
+    return x.gather(1, pos[..., None].expand(-1, -1, x.size(-1)))
+
+
 class RelPositionMultiHeadAttention(MultiHeadAttention):
     """Self-attention with relative positional scores (Conformer, Gulati et al. 2020).
 
@@ -96,24 +113,30 @@ class RelPositionMultiHeadAttention(MultiHeadAttention):
         nn.init.xavier_uniform_(self.pos_bias_v)
 
     def position_bias(
-        self, q: torch.Tensor, pos_emb: torch.Tensor, mask: torch.Tensor | None
+        self, q: torch.Tensor, pos_emb: torch.Tensor, mask: torch.Tensor | None, q_pos: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """q (B, T, H, d_k), pos_emb (1, 2T-1, D), mask (B, 1, T) -> additive bias (B, H, T, T).
+        """q (B, Tq, H, d_k), pos_emb (1, 2T-1, D), mask (B, 1, T) -> additive bias (B, H, Tq, T).
 
-        Holds (q_i + v)·W_pos R_{i-j} / sqrt(d_k), and -inf at masked keys.
+        Holds (q_i + v)·W_pos R_{i-j} / sqrt(d_k), and -inf at masked keys. The queries sit at positions
+        ``q_pos`` (B, Tq) when given, else at all T positions (Tq = T).
         """
         p = self.split_heads(self.linear_pos(pos_emb)) / math.sqrt(self.d_k)  # (1, H, 2T-1, d_k)
-        q_v = (q + self.pos_bias_v).transpose(1, 2)  # (B, H, T, d_k)
-        bias = rel_shift(q_v @ p.transpose(-2, -1))  # (B, H, T, T), a strided view
+        q_v = (q + self.pos_bias_v).transpose(1, 2)  # (B, H, Tq, d_k)
+        scores = q_v @ p.transpose(-2, -1)  # (B, H, Tq, 2T-1)
+        bias = rel_shift(scores) if q_pos is None else rel_gather(scores, q_pos)  # (B, H, Tq, T)
         if mask is None:
             return bias
-        return bias.masked_fill(~mask.unsqueeze(1), float("-inf"))  # (B, H, T, T), contiguous
+        return bias.masked_fill(~mask.unsqueeze(1), float("-inf"))  # (B, H, Tq, T), contiguous
 
     def forward(  # type: ignore[override]
-        self, x: torch.Tensor, pos_emb: torch.Tensor, mask: torch.Tensor | None
+        self, x: torch.Tensor, pos_emb: torch.Tensor, mask: torch.Tensor | None, q_pos: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """x (B, T, D), pos_emb (1, 2T-1, D), mask (B, 1, T) bool over keys -> (B, T, D)."""
-        q = self.linear_q(x).view(x.size(0), x.size(1), self.heads, self.d_k)  # (B, T, H, d_k)
+        """x (B, T, D), pos_emb (1, 2T-1, D), mask (B, 1, T) bool over keys -> (B, T, D).
+
+        ``q_pos`` (B, Tq): compute only the outputs at these positions -> (B, Tq, D) (keys stay all T).
+        """
+        xq = x if q_pos is None else gather_positions(x, q_pos)  # (B, Tq, D)
+        q = self.linear_q(xq).view(xq.size(0), xq.size(1), self.heads, self.d_k)  # (B, Tq, H, d_k)
         k, v = self.project_kv(x, x)  # (B, H, T, d_k)
-        q_u = (q + self.pos_bias_u).transpose(1, 2)  # (B, H, T, d_k)
-        return self.attend(q_u, k, v, self.position_bias(q, pos_emb, mask))
+        q_u = (q + self.pos_bias_u).transpose(1, 2)  # (B, H, Tq, d_k)
+        return self.attend(q_u, k, v, self.position_bias(q, pos_emb, mask, q_pos))

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from kdlab.nn.attention import MultiHeadAttention, RelPositionMultiHeadAttention
+from kdlab.nn.attention import MultiHeadAttention, RelPositionMultiHeadAttention, gather_positions
 from kdlab.nn.conformer import FeedForward
 from kdlab.nn.masks import causal_mask, length_mask
 from kdlab.nn.positional import AbsolutePositionalEncoding, RelativePositionalEncoding
@@ -99,12 +99,14 @@ class DecoderLayer(nn.Module):
         memory_mask: torch.Tensor | None,
         cache: LayerCache | None = None,
         src: SourceKV | None = None,
+        q_pos: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LayerCache]:
         """x (N, l, D) new positions; self_mask (N|1, l|1, past + l) or None (all visible);
         memory (S, T', D) and memory_mask (S, 1, T'), each row shared by N / S consecutive rows of ``x``;
-        or ``src``, the source already projected (memory then unused).
+        or ``src``, the source already projected (memory then unused). ``q_pos`` (N, Q): outputs at these
+        positions only (a key mask ``self_mask`` (N, 1, l), no cache).
 
-        Returns the new positions' outputs (N, l, D) and the layer cache extended by them.
+        Returns the new positions' outputs (N, l|Q, D) and the layer cache extended by them.
         """
         h = self.norm1(x)
         k, v = self.self_attn.project_kv(h, h)  # (N, H, l, d_k)
@@ -113,20 +115,26 @@ class DecoderLayer(nn.Module):
             src = cache["src"]
         elif src is None:
             src = self.source(memory, memory_mask, x.size(0) // memory.size(0))
-        q = self.self_attn.split_heads(self.self_attn.linear_q(h))  # (N, H, l, d_k)
+        if q_pos is not None:
+            x, h = gather_positions(x, q_pos), gather_positions(h, q_pos)  # (N, Q, D)
+        q = self.self_attn.split_heads(self.self_attn.linear_q(h))  # (N, H, l|Q, d_k)
         mask = None if self_mask is None else self_mask.unsqueeze(1)  # (N|1, 1, l|1, past + l)
         x = x + self.dropout(self.self_attn.attend(q, k, v, mask))
         return self._source_and_ffn(x, src), {"self_k": k, "self_v": v, "src": src}
 
 
     def forward_rel(self, x: torch.Tensor, pos_emb: torch.Tensor, key_mask: torch.Tensor, memory: torch.Tensor | None,
-                    memory_mask: torch.Tensor | None, src: SourceKV | None = None) -> torch.Tensor:
+                    memory_mask: torch.Tensor | None, src: SourceKV | None = None,
+                    q_pos: torch.Tensor | None = None) -> torch.Tensor:
         """Bidirectional block with relative-position self-attention (CMLM, ``rel_pos=True``).
 
         x (B, L, D), pos_emb (1, 2L-1, D), key_mask (B, 1, L), memory (B, T', D), memory_mask (B, 1, T');
-        or ``src``, the source already projected (memory then unused).
+        or ``src``, the source already projected (memory then unused). ``q_pos`` (B, Q): outputs at these
+        positions only -> (B, Q, D) (every position still serves as a key).
         """
-        x = x + self.dropout(self.self_attn(self.norm1(x), pos_emb, key_mask))
+        att = self.self_attn(self.norm1(x), pos_emb, key_mask, q_pos)  # (B, L|Q, D)
+        x = x if q_pos is None else gather_positions(x, q_pos)
+        x = x + self.dropout(att)
         return self._source_and_ffn(x, src if src is not None else self.source(memory, memory_mask))
 
     def _source_and_ffn(self, x: torch.Tensor, src: SourceKV) -> torch.Tensor:
@@ -183,11 +191,14 @@ class TransformerDecoder(nn.Module):
     def forward(
         self, ys_in: torch.Tensor, ys_lens: torch.Tensor, memory: torch.Tensor | None,
         memory_lens: torch.Tensor | None, sources: list[SourceKV] | None = None,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """ys_in (B, L), ys_lens (B,), memory (B, T', D), memory_lens (B,) -> logits (B, L, V).
 
         ``sources`` (from :meth:`sources`, one row per row of ``ys_in``) replace memory and memory_lens.
         Positions at or beyond ``ys_lens`` may hold any value (e.g. ``IGNORE_ID``); their logits are junk.
+        ``positions`` (B, Q), bidirectional decoder only: the logits at these positions only (B, Q, V); the
+        last block then computes just those queries (Mask-CTC needs the masked slots' posteriors only).
         """
         length = ys_in.size(1)
         valid = length_mask(ys_lens, length)  # (B, L)
@@ -195,18 +206,21 @@ class TransformerDecoder(nn.Module):
         self.check_tokens(ys_in)
         self_mask = valid.unsqueeze(1)  # (B, 1, L) keys
         if self.causal:
+            if positions is not None:
+                raise ValueError("positions= needs the bidirectional (CMLM) decoder")
             self_mask = self_mask & causal_mask(length, ys_in.device).unsqueeze(0)  # (B, L, L)
         if sources is None:
             sources = self.sources(memory, memory_lens)
+        last = len(self.decoders) - 1
         if self.rel_pos:
             x, pos_emb = self.pos_enc(self.embed(ys_in))  # (B, L, D), (1, 2L-1, D)
-            for layer, src in zip(self.decoders, sources, strict=True):
-                x = layer.forward_rel(x, pos_emb, self_mask, None, None, src)
+            for i, (layer, src) in enumerate(zip(self.decoders, sources, strict=True)):
+                x = layer.forward_rel(x, pos_emb, self_mask, None, None, src, positions if i == last else None)
         else:
             x = self.pos_enc(self.embed(ys_in))  # (B, L, D)
-            for layer, src in zip(self.decoders, sources, strict=True):
-                x, _ = layer(x, self_mask, None, None, src=src)
-        return self.output_layer(self.after_norm(x))  # (B, L, V)
+            for i, (layer, src) in enumerate(zip(self.decoders, sources, strict=True)):
+                x, _ = layer(x, self_mask, None, None, src=src, q_pos=positions if i == last else None)
+        return self.output_layer(self.after_norm(x))  # (B, L|Q, V)
 
     def step(
         self,

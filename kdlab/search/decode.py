@@ -15,10 +15,12 @@ from typing import Any
 
 import torch
 
+from kdlab.nn.masks import length_mask
 from kdlab.search.ctc import ctc_greedy, ctc_prefix_beam
 from kdlab.search.joint_beam import StepFn, joint_beam_search
 from kdlab.search.maskctc import MLMFn, maskctc_greedy
 from kdlab.search.maskctc_beam import maskctc_beam
+from kdlab.tokens import MASK
 
 BASE_METHODS = ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "maskctc_greedy", "maskctc_beam",
                 "rnnt_greedy", "rnnt_beam")
@@ -82,14 +84,44 @@ def make_mlm_fn(model: Any, enc: torch.Tensor, enc_lens: torch.Tensor) -> MLMFn:
     """Wrap ``model.mlm_logits`` for the Mask-CTC searches (rows = utterance of each sequence).
 
     The decoder's source keys/values are projected once per utterance here, not at every iteration for
-    every hypothesis; each call only gathers the rows it needs.
+    every hypothesis; hypotheses of one utterance share them (one attention call per utterance when every
+    utterance has as many). The searches only read the posteriors of ``<mask>`` slots, so the last decoder
+    block computes just those; the logits at other slots are zeros.
     """
     sources = model.decoder.sources(enc, enc_lens)  # one SourceKV (B, H, T', d_k) per layer
 
     def mlm(ys: torch.Tensor, ys_lens: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        return model.mlm_logits(None, None, ys, ys_lens, [s.select(rows, 1) for s in sources])
+        group = run_length(rows)
+        pos, used = masked_slots(ys, ys_lens)  # (N, Q) x2
+        srcs = [s.select(rows, group) for s in sources]
+        logits = model.mlm_logits(None, None, ys, ys_lens, srcs, positions=pos)  # (N, Q, V)
+        return spread(logits, pos, used, ys.size(1))
 
     return mlm
+
+
+def run_length(rows: torch.Tensor) -> int:
+    """g when ``rows`` (N,) is runs of g equal values each (hypotheses grouped by utterance), else 1."""
+    _, counts = torch.unique_consecutive(rows, return_counts=True)
+    g = int(counts[0])
+    return g if bool((counts == g).all()) else 1
+
+
+def masked_slots(ys: torch.Tensor, ys_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``<mask>`` slots of each row: ys (N, L), ys_lens (N,) -> positions (N, Q) and used (N, Q) bool,
+    Q = the most masks in a row (>= 1); unused entries point at slot 0."""
+    m = (ys == MASK) & length_mask(ys_lens, ys.size(1))  # (N, L)
+    q = max(1, int(m.sum(dim=1).max()))
+    order = m.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :q]  # masked slots first
+    used = m.gather(1, order)
+    return order.masked_fill(~used, 0), used
+
+
+def spread(logits: torch.Tensor, pos: torch.Tensor, used: torch.Tensor, length: int) -> torch.Tensor:
+    """(N, Q, V) logits at ``pos`` -> (N, L, V), zeros at the other slots."""
+    out = logits.new_zeros(logits.size(0), length + 1, logits.size(2))  # slot L takes the unused entries
+    idx = pos.masked_fill(~used, length)[..., None].expand_as(logits)
+    return out.scatter_(1, idx, logits)[:, :length]
 
 
 def run_method(
