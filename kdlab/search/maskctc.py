@@ -25,7 +25,8 @@ from kdlab.search.ctc import greedy_tensors
 from kdlab.search.types import MaskCTCTrace, MaskIteration
 from kdlab.tokens import MASK, NON_TOKENS, SOS_EOS
 
-# (ys_in (N, L), ys_lens (N,), rows (N,)) -> logits (N, L, V); rows = utterance index of each sequence
+# (ys_in (N, L), ys_lens (N,), rows (N,)) -> logits (N, L, V); rows = utterance index of each sequence.
+# The searches read the logits at ``<mask>`` slots only (other slots may hold anything).
 MLMFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
