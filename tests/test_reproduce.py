@@ -10,6 +10,7 @@ of an interrupted baseline run.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -235,7 +236,7 @@ def test_ship_exports_the_runs_models_with_reverifiable_check_figures(tiny_run, 
     full = json.loads((root / "decode" / "ar" / "test" / "summary.json").read_text())["attention_beam10"]
     assert card["results"]["test-clean"]["attention_beam10"]["rate"] == full["rate"]
     assert set(card["results"]) >= {"dev-clean", "test-other", "check/test-clean", "check/test-other"}
-    sets = "".join(f" --set {item}" for item in TINY)  # the run's --set items, from its results.json
+    sets = "".join(f" --set {shlex.quote(item)}" for item in TINY)  # the run's --set items (results.json)
     assert card["corpus_seed"] == 0 and card["recipe"] == f"kdlab reproduce --preset mini-en{sets} (ar stage)"
     assert card["command"] == f"./run.sh reproduce --preset mini-en{sets}"
     rows = verify("mini-en/student-smaller-skd", root=tmp_path)
@@ -254,6 +255,46 @@ def test_ship_teacher_only_exports_just_the_teacher(tiny_run, tmp_path):
     ship_run(root, preset, n_check=2, models_root=tmp_path, teacher_only=True)
     assert pretrained.available(tmp_path) == ["mini-en/teacher"]
     assert "check/test-clean" in pretrained.card("mini-en", "teacher", root=tmp_path)["results"]
+
+
+def test_reproduce_distils_students_from_a_shipped_teacher(tiny_run, tmp_path, monkeypatch):
+    """``--set teacher_from=pretrained:mini-en/teacher``: no teacher is trained; the shipped one (float32 of
+    its float16 weights) searches the N-best lists and teaches F-KD / S-KD, and shipping the run exports
+    its students only."""
+    from kdlab.checkpoint import sha256_file
+    from kdlab.config import load_config
+    from kdlab.errors import UserError
+    from kdlab.pretrained import store as pretrained
+    from kdlab.pretrained.ship import ship_run
+    from kdlab.reproduce.adopt import check_teacher_from
+    from kdlab.reproduce.stages import checkpoint_of
+
+    root, _ = tiny_run
+    models = tmp_path / "models"
+    ship_run(root, reproduce.apply_overrides(get_preset("mini-en"), TINY), n_check=2, models_root=models,
+             teacher_only=True)
+    monkeypatch.setenv("KDLAB_PRETRAINED", str(models))
+    spec = "pretrained:mini-en/teacher"
+    sets = [*TINY, f"teacher_from={spec}"]
+    preset = reproduce.apply_overrides(get_preset("mini-en"), sets)
+    run = tmp_path / "run"
+    reproduce.run(preset, run, None, root.parent / "cache", jobs=1, overrides=sets)
+    teacher = checkpoint_of(run / "ar")
+    assert teacher.name == "pretrained.pt" and not (run / "ar" / "train.log").exists()
+    shipped = torch.load(models / "mini-en" / "teacher" / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(v, shipped[k].float()) for k, v in _weights(teacher).items())
+    header = json.loads((run / "ar" / "nbest.jsonl").read_text().splitlines()[0])
+    assert header["teacher_sha256"] == sha256_file(teacher)
+    for name in ("nar-same-fkd", "nar-smaller-skd"):
+        assert load_config(run / name / "config.yaml").kd.teacher == str(teacher)
+    sha = pretrained.card("mini-en", "teacher", root=models)["sha256"]
+    ship_run(run, preset, n_check=2, models_root=models, force=True)
+    assert pretrained.card("mini-en", "teacher", root=models)["sha256"] == sha  # not re-exported
+    assert f"teacher_from={spec}" in pretrained.card("mini-en", "student-same-skd", root=models)["command"]
+    with pytest.raises(UserError, match="not an AR teacher"):
+        check_teacher_from("pretrained:mini-en/student-same-skd", "mini-en")
+    with pytest.raises(UserError, match="trained on corpus mini-en, but this run's corpus is mini-zh"):
+        check_teacher_from(spec, "mini-zh")
 
 
 def test_reproduce_rejects_unknown_override():

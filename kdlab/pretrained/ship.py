@@ -11,6 +11,7 @@ own figures on the check sets with its Table-1 method and CTC greedy — the fig
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from kdlab.pretrained.check import decode_row, write_check_set
@@ -78,17 +79,24 @@ def ship_run(root: Path, preset: ReproducePreset, n_check: int = 20, models_root
              force: bool = False, teacher_only: bool = False) -> list[Path]:
     """Export every shipped model of the finished reproduce run ``root`` as ``<preset name>/<model>``
     (corpus: the teacher's ``data.corpus``); returns the model folders. ``teacher_only``: only the AR
-    teacher (a run whose students are not trained yet)."""
+    teacher (a run whose students are not trained yet). A teacher the run adopted (``teacher_from``) is
+    shipped already and is left out."""
     from kdlab.config import load_config
+    from kdlab.reproduce.adopt import adopted_from
 
     corpus = preset.name
     models = {TEACHER: "teacher"} if teacher_only else shipped_models(preset)
+    adopted = adopted_from(root / TEACHER)
+    if adopted:
+        if teacher_only:
+            raise ValueError(f"{root}: its teacher is the shipped {adopted}; there is no other teacher to ship")
+        models.pop(TEACHER)
     missing = [run for run in models if not is_done(root / run)]
     if missing:
         raise ValueError(f"{root}: stage(s) {', '.join(missing)} not finished; run kdlab reproduce first")
     corpus_dir = Path(load_config(root / TEACHER / "config.yaml").data.corpus)
     checks = _check_sets(corpus_dir, corpus, n_check, models_root)
-    sets = "".join(f" --set {item}" for item in run_overrides(root))
+    sets = "".join(f" --set {shlex.quote(item)}" for item in run_overrides(root))
     folders = []
     for run, name in models.items():
         ckpt = checkpoint_of(root / run)

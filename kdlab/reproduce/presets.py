@@ -47,6 +47,8 @@ class ReproducePreset:
     rtf_utts: int = 0  # 0: every test utterance in the one-thread RTF measurement
     train: dict = field(default_factory=dict)  # extra TrainConfig fields
     data: dict = field(default_factory=dict)  # extra DataConfig fields (e.g. num_workers on a GPU machine)
+    # "pretrained:<corpus>/<name>": distil from that shipped teacher instead of training one (reproduce/adopt.py)
+    teacher_from: str = ""
 
 
 MINI_EN = ReproducePreset(

@@ -268,7 +268,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def plot_learning_curves(root: Path, runs: list[str], out: Path) -> None:
-    """Dev loss per epoch of every run (one panel for the teacher, one per student size)."""
+    """Dev loss per epoch of every run (one panel for the teacher, one per student size); a run without
+    ``metrics.csv`` (a shipped teacher the run adopted) has no curve."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -281,7 +282,7 @@ def plot_learning_curves(root: Path, runs: list[str], out: Path) -> None:
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
     for ax, (title, names) in zip(axes[0], groups.items(), strict=True):
         offset = {}
-        for name in names:
+        for name in (n for n in names if (root / n / "metrics.csv").is_file()):
             df = pd.read_csv(root / name / "metrics.csv")
             ep = df[df["kind"] == "epoch"]
             start = offset.get(name, 0)
@@ -293,7 +294,8 @@ def plot_learning_curves(root: Path, runs: list[str], out: Path) -> None:
         ax.set_xlabel("epoch")
         ax.set_ylabel("dev loss (L_jca)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -197,6 +197,10 @@ def main(args: argparse.Namespace) -> int:
     if args.families and args.train_only:
         raise SystemExit("kdlab reproduce: --train-only applies to the paper's experiment, not to --family runs")
     preset = apply_overrides(get_preset(args.preset), args.overrides)
+    if preset.teacher_from:
+        from kdlab.reproduce.adopt import check_teacher_from
+
+        check_teacher_from(preset.teacher_from, preset.name)
     root = Path(args.out or f"runs/reproduce-{preset.name}")
     data_root = Path(args.data_root) if args.data_root else None
     try:

@@ -8,6 +8,9 @@ Stages (jobs of :mod:`kdlab.reproduce.jobs`)::
                                          ├─ nar-same-ljca                          (skd also waits for nbest)
                                          └─ nar-smaller-ljca
 
+With the preset's ``teacher_from`` (a shipped teacher, :mod:`kdlab.reproduce.adopt`) prepare and ar copy it
+in instead of fitting and training.
+
 The paper's students (Section 4.2) train in two stages: stage 1, L_jca + F-KD from scratch for 80 epochs;
 stage 2, ++S-KD fine-tuning of the stage-1 model for 20 epochs. The L_jca baseline trains for 80 + 20
 epochs, and on the way it keeps a **stage-1 checkpoint** (``avg-stage1.pt``: the average of the last
@@ -18,7 +21,7 @@ hide, or reverse, what F-KD gains.
 
 Every stage is resumable: a finished stage (its ``DONE`` marker) is skipped, an interrupted training run
 resumes from its last epoch checkpoint. A stage runs as ``python -m kdlab.reproduce.stages KIND --config
-CFG.yaml --out FOLDER`` (KIND: prepare | train | nbest); its experiment config ``CFG.yaml`` and its log sit
+CFG.yaml --out FOLDER`` (KIND: prepare | train | nbest | adopt); its experiment config ``CFG.yaml`` and its log sit
 side by side in the stage's folder (``ar/train.yaml`` and ``ar/train.log``, ``ar/nbest.yaml`` …).
 """
 
@@ -346,7 +349,17 @@ def nbest_stage(cfg_dict: dict, teacher_dir: Path) -> None:
     build_distiller(kd, teacher_dir, cfg.data.manifest("train"), setup_runtime(cfg.train).device, log)
 
 
-STAGES: dict[str, Callable[[dict, Path], object]] = {"prepare": prepare_stage, "nbest": nbest_stage}
+def adopt_stage(cfg_dict: dict, teacher_dir: Path) -> None:
+    """The shipped teacher ``cfg_dict["teacher_from"]`` as the finished teacher stage (:mod:`.adopt`)."""
+    from kdlab.reproduce.adopt import adopt_teacher
+
+    cfg = dict(cfg_dict)
+    spec, corpus_name = cfg.pop("teacher_from"), cfg.pop("corpus_name")
+    log(f"{TEACHER}: the shipped teacher {spec} ({adopt_teacher(spec, corpus_name, cfg, teacher_dir)})")
+
+
+STAGES: dict[str, Callable[[dict, Path], object]] = {"prepare": prepare_stage, "nbest": nbest_stage,
+                                                     "adopt": adopt_stage}
 
 
 def run_stage(kind: str, cfg_dict: dict, out: Path) -> None:
@@ -413,7 +426,8 @@ def student_job(preset: ReproducePreset, corpus: Path, root: Path, run: StudentR
 
 
 def teacher_jobs(preset: ReproducePreset, corpus: Path, root: Path) -> list[Job]:
-    """prepare (tokenizer + CMVN), the teacher's training, and its N-best cache for S-KD."""
+    """prepare (tokenizer + CMVN), the teacher's training, and its N-best cache for S-KD; with the preset's
+    ``teacher_from``, prepare and teacher adopt that shipped teacher instead (:mod:`kdlab.reproduce.adopt`)."""
     folder = root / TEACHER
     first_size = next(iter(preset.students))
 
@@ -424,13 +438,20 @@ def teacher_jobs(preset: ReproducePreset, corpus: Path, root: Path) -> list[Job]
         run = StudentRun(first_size, "skd")
         return {"name": "nbest", **student_config(preset, corpus, run, folder, checkpoint_of(folder))}
 
+    nbest = stage_job("nbest", "nbest", folder, folder / "nbest.log", nbest_config,
+                      lambda: (folder / NBEST_FILE).is_file(), (TEACHER,), 1.0)
+    if preset.teacher_from:  # a shipped teacher: "prepare" adopts it, the teacher stage then finds it done
+        def adopt() -> dict:
+            return {**teacher(), "teacher_from": preset.teacher_from, "corpus_name": preset.name}
+
+        return [stage_job("adopt", name, folder, folder / "adopt.log", adopt, lambda: is_done(folder), deps, 0.1)
+                for name, deps in (("prepare", ()), (TEACHER, ("prepare",)))] + [nbest]
     return [
         stage_job("prepare", "prepare", folder, folder / "prepare.log", teacher,
                   lambda: is_done(folder, PREPARED) or is_done(folder), (), 0.1),
         stage_job("train", TEACHER, folder, folder / "train.log", teacher, lambda: is_done(folder),
                   ("prepare",), preset.teacher_epochs * model_cost(preset, preset.teacher)),
-        stage_job("nbest", "nbest", folder, folder / "nbest.log", nbest_config,
-                  lambda: (folder / NBEST_FILE).is_file(), (TEACHER,), 1.0),
+        nbest,
     ]
 
 
