@@ -214,9 +214,13 @@ def test_demo_in_voila(page_factory: Any, tmp_path: Path) -> None:
     assert before.images != after.images, "the figure did not change in the demo"
 
 
-def open_demo(page_factory: Any, notebook: Path, home: Path, attempts: int = 2) -> tuple[Any, Any]:
+def open_demo(page_factory: Any, notebook: Path, home: Path, attempts: int = 5,
+              timeout_s: float = 45.0) -> tuple[Any, Any]:
     """A Voilà server on ``notebook`` and a page that has loaded it (Voilà sends the page once every cell
-    has run). A server whose kernel never answers is replaced once by a fresh one (its log stays in
+    has run). Under CPU load (the other test worker busy on both cores) Voilà 0.5 sometimes waits forever
+    on a kernel that has started and sits idle (thread dumps of both: each in its event loop, nothing
+    executed), with ipykernel 7 and 6 alike; a page that loads takes 6–12 s even then. So a server whose
+    page has not loaded after ``timeout_s`` is replaced by a fresh one (its log stays in
     ``home/attempt-N``); the last attempt's timeout is raised."""
     for attempt in range(1, attempts + 1):
         folder = home / f"attempt-{attempt}"
@@ -224,7 +228,7 @@ def open_demo(page_factory: Any, notebook: Path, home: Path, attempts: int = 2) 
         server = bs.start_voila(notebook, folder)
         page = page_factory()
         try:
-            page.goto(server.url, wait_until="load", timeout=180_000)
+            page.goto(server.url, wait_until="load", timeout=timeout_s * 1000)
             return server, page
         except Exception as err:  # playwright's TimeoutError
             server.stop()
