@@ -217,10 +217,11 @@ def test_demo_in_voila(page_factory: Any, tmp_path: Path) -> None:
 def open_demo(page_factory: Any, notebook: Path, home: Path, attempts: int = 5,
               timeout_s: float = 45.0) -> tuple[Any, Any]:
     """A Voilà server on ``notebook`` and a page that has loaded it (Voilà sends the page once every cell
-    has run). Under CPU load (the other test worker busy on both cores) Voilà 0.5 sometimes waits forever
-    on a kernel that has started and sits idle (thread dumps of both: each in its event loop, nothing
-    executed), with ipykernel 7 and 6 alike; a page that loads takes 6–12 s even then. So a server whose
-    page has not loaded after ``timeout_s`` is replaced by a fresh one (its log stays in
+    has run). Under CPU load (the other test worker busy on both cores) Voilà 0.5 sometimes never finishes
+    the page: its ``--debug`` log shows every cell executed, the last one's outputs and idle status
+    received, the browser's widget messages reaching the kernel meanwhile, and then both server and kernel
+    idle in their event loops (ipykernel 7 and 6 alike). A page that loads takes 6–12 s even then, so a
+    server whose page has not loaded after ``timeout_s`` is replaced by a fresh one (its log stays in
     ``home/attempt-N``); the last attempt's timeout is raised."""
     for attempt in range(1, attempts + 1):
         folder = home / f"attempt-{attempt}"
