@@ -64,8 +64,8 @@ MINI_EN = ReproducePreset(
     students={"same": "mini-teacher", "smaller": "mini-student"},
     teacher_epochs=8,  # test-clean WER of one run at epoch 4 / 6 / 8: 40.5 / 27.8 / 22.4 % (still falling)
     student_epochs=4,  # ~1,660 updates of 15 s per epoch of 6 h: as many updates as 8 epochs of 3 h
-    # --set finetune_epochs=3 (the shipped students): every NAR model 8-11 points of WER better, CMLM at
-    # 70 %, ~27 min more; the ++S-KD margin over L_jca halves (docs/RESULTS.md, "Stage 2 for three epochs")
+    # --set finetune_epochs=3 (the students shipped before): every NAR model 8-11 points of WER better,
+    # CMLM at 70 %, ~27 min more; the ++S-KD margin over L_jca halves (RESULTS.md, "Stage 2 for three epochs")
     finetune_epochs=1,
     warmup_steps=400,
     max_frames=3000,  # 30 s of audio per update: ~760 updates per epoch of 6 h (updates bound the budget)
