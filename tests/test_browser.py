@@ -214,15 +214,14 @@ def test_demo_in_voila(page_factory: Any, tmp_path: Path) -> None:
     assert before.images != after.images, "the figure did not change in the demo"
 
 
-def open_demo(page_factory: Any, notebook: Path, home: Path, attempts: int = 5,
-              timeout_s: float = 45.0) -> tuple[Any, Any]:
+def open_demo(page_factory: Any, notebook: Path, home: Path, attempts: int = 3,
+              timeout_s: float = 90.0) -> tuple[Any, Any]:
     """A Voilà server on ``notebook`` and a page that has loaded it (Voilà sends the page once every cell
-    has run). Under CPU load (the other test worker busy on both cores) Voilà 0.5 sometimes never finishes
-    the page: its ``--debug`` log shows every cell executed, the last one's outputs and idle status
-    received, the browser's widget messages reaching the kernel meanwhile, and then both server and kernel
-    idle in their event loops (ipykernel 7 and 6 alike). A page that loads takes 6–12 s even then, so a
-    server whose page has not loaded after ``timeout_s`` is replaced by a fresh one (its log stays in
-    ``home/attempt-N``); the last attempt's timeout is raised."""
+    has run). Under CPU load (the other test worker busy on both cores) Voilà 0.5 sometimes waits for a
+    cell's reply that never comes (``bs.VOILA_CELL_TIMEOUT_S`` bounds that wait); a page that loads takes
+    6–12 s under such load, ~30 s after such a wait. A server whose page has still not loaded after
+    ``timeout_s`` is replaced by a fresh one (its log stays in ``home/attempt-N``); the last attempt's
+    timeout is raised."""
     for attempt in range(1, attempts + 1):
         folder = home / f"attempt-{attempt}"
         folder.mkdir(parents=True, exist_ok=True)
