@@ -266,7 +266,7 @@ def test_reproduce_distils_students_from_a_shipped_teacher(tiny_run, tmp_path, m
     from kdlab.errors import UserError
     from kdlab.pretrained import store as pretrained
     from kdlab.pretrained.ship import ship_run
-    from kdlab.reproduce.adopt import check_teacher_from
+    from kdlab.reproduce.adopt import check_folder, check_teacher_from
     from kdlab.reproduce.stages import checkpoint_of
 
     root, _ = tiny_run
@@ -295,6 +295,9 @@ def test_reproduce_distils_students_from_a_shipped_teacher(tiny_run, tmp_path, m
         check_teacher_from("pretrained:mini-en/student-same-skd", "mini-en")
     with pytest.raises(UserError, match="trained on corpus mini-en, but this run's corpus is mini-zh"):
         check_teacher_from(spec, "mini-zh")
+    check_folder(run / "ar", spec)  # the same teacher: the run resumes
+    with pytest.raises(UserError, match="holds the teacher trained there"):
+        check_folder(root / "ar", spec)
 
 
 def test_reproduce_rejects_unknown_override():

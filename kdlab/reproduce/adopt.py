@@ -45,12 +45,26 @@ def adopted_from(teacher_dir: Path) -> str | None:
     return spec if isinstance(spec, str) and spec.startswith("pretrained:") else None
 
 
+def check_folder(teacher_dir: Path, spec: str) -> None:
+    """Raise a one-line :class:`UserError` when ``teacher_dir`` already holds another finished teacher (one
+    trained there, or another shipped one) than ``spec``."""
+    from kdlab.reproduce.stages import DONE, is_done
+
+    if not is_done(teacher_dir, DONE):
+        return
+    held = adopted_from(teacher_dir)
+    if held != spec:
+        what = "the teacher trained there" if held is None else f"the shipped teacher {held}"
+        raise UserError(f"{teacher_dir}: holds {what}, not teacher_from={spec}; use another --out")
+
+
 def adopt_teacher(spec: str, corpus_name: str, cfg_dict: dict, teacher_dir: Path) -> Path:
     """Make ``teacher_dir`` a finished teacher stage holding the shipped teacher ``spec``; returns the
     checkpoint. ``cfg_dict``: the preset's teacher config (its data section is kept, the model section is
     the shipped one). Idempotent: a folder already adopted is left as it is."""
     from kdlab.reproduce.stages import DONE, PREPARED, checkpoint_of, is_done, mark_done
 
+    check_folder(teacher_dir, spec)
     if is_done(teacher_dir, DONE):
         return checkpoint_of(teacher_dir)
     card = check_teacher_from(spec, corpus_name)

@@ -197,11 +197,13 @@ def main(args: argparse.Namespace) -> int:
     if args.families and args.train_only:
         raise SystemExit("kdlab reproduce: --train-only applies to the paper's experiment, not to --family runs")
     preset = apply_overrides(get_preset(args.preset), args.overrides)
+    root = Path(args.out or f"runs/reproduce-{preset.name}")
     if preset.teacher_from:
-        from kdlab.reproduce.adopt import check_teacher_from
+        from kdlab.reproduce.adopt import check_folder, check_teacher_from
+        from kdlab.reproduce.stages import TEACHER
 
         check_teacher_from(preset.teacher_from, preset.name)
-    root = Path(args.out or f"runs/reproduce-{preset.name}")
+        check_folder(root / TEACHER, preset.teacher_from)
     data_root = Path(args.data_root) if args.data_root else None
     try:
         if args.families:
