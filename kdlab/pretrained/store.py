@@ -182,7 +182,8 @@ def _shipped_config(ckpt: dict, file: Path) -> Any:
         raise PretrainedError(f"{file}: stored config is invalid ({err})") from None
 
 
-def _float_state(state: dict) -> dict:
+def float_state(state: dict) -> dict:
+    """``state`` with its floating tensors as float32 (a shipped model's float16 weights, as loaded)."""
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
@@ -218,7 +219,7 @@ def load_folder(folder: Path, device: str | torch.device = "cpu") -> tuple:
                               f"{tokenizer.vocab_size}")
     model = build_model(resolve_model_config(cfg.model), tokenizer.vocab_size, ckpt.get("kind", cfg.model.kind))
     try:
-        model.load_state_dict(_float_state(ckpt["model"]))
+        model.load_state_dict(float_state(ckpt["model"]))
     except RuntimeError as err:
         raise PretrainedError(f"{file}: weights do not fit the stored model config ({err})") from err
     return model.float().to(device).eval(), tokenizer, GlobalCMVN.load(folder / CMVN_FILE), cfg

@@ -95,13 +95,13 @@ def _write_checkpoint(spec: str, card: dict, cfg_dict: dict, teacher_dir: Path) 
     from kdlab.checkpoint import load_checkpoint, save_atomic
     from kdlab.config import config_from_dict, save_config, to_dict
     from kdlab.data.tokenizer import load_tokenizer, tokenizer_sha256
-    from kdlab.pretrained.store import TOKENIZER_DIR, verified_model_file
+    from kdlab.pretrained.store import TOKENIZER_DIR, float_state, verified_model_file
 
     shipped = load_checkpoint(verified_model_file(spec))
     cfg = config_from_dict({**cfg_dict, "model": shipped["config"]["model"]})
     save_config(cfg, teacher_dir / "config.yaml")
     tokenizer = load_tokenizer(teacher_dir / TOKENIZER_DIR)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in shipped["model"].items()}
+    state = float_state(shipped["model"])
     meta = {k: card[k] for k in ("epoch", "averaged") if k in card}
     out = teacher_dir / ADOPTED_FILE
     save_atomic({"model": state, "config": to_dict(cfg), "kind": "ar", "vocab_size": tokenizer.vocab_size,
