@@ -95,6 +95,19 @@ def test_rerun_skips_done_stages(tmp_path):
     assert len(lines) == 6 and all(line.endswith("done already, skipping") for line in lines)
 
 
+@pytest.mark.parametrize("max_jobs", [1, 2])
+def test_a_job_whose_work_another_job_did_is_skipped_when_it_becomes_ready(tmp_path, max_jobs):
+    # "adopt" does the work of "also" too (as teacher_from's two adopt stages do); "also" would fail if run
+    adopt = fake_job(tmp_path, "adopt")
+    also = fake_job(tmp_path, "also", ("adopt",), code=3)
+    jobs = [adopt, Job(also.name, also.command, also.log, lambda: adopt.done(), ("adopt",)),
+            fake_job(tmp_path, "after", ("also",))]
+    lines: list[str] = []
+    times = run_jobs(jobs, max_jobs=max_jobs, say=lines.append)
+    assert set(times) == {"adopt", "after"} and set(spans(tmp_path)) == {"adopt", "after"}
+    assert "also: done already, skipping" in lines and not (tmp_path / "also.log").exists()
+
+
 def test_cycles_and_unknown_dependencies_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="cycle"):
         run_jobs([fake_job(tmp_path, "x", ("y",)), fake_job(tmp_path, "y", ("x",))], 2)

@@ -7,7 +7,8 @@ subprocess with one thread (``OMP_NUM_THREADS=1``), its output appended to its o
 terminal, tracebacks kept: for debugging); a job without ``inline`` then runs as a subprocess.
 
 Ready jobs start in order of their longest remaining path (their own cost plus the costliest chain of jobs
-waiting for them), so the critical chain is never starved. Jobs that are done already are skipped. A failing
+waiting for them), so the critical chain is never starved. Jobs that are done already are skipped, at the
+start of a run and again when they become ready (another job may have done their work). A failing
 job stops the run: the running ones are terminated (they resume on the next run) and :class:`StageFailed`
 names the job and its log file.
 """
@@ -97,6 +98,16 @@ def ready(pending: list[Job], finished: set[str], prio: dict[str, float]) -> lis
     return sorted(jobs, key=lambda j: (-prio[j.name], order[j.name]))
 
 
+def skip_done_ready(pending: list[Job], finished: set[str], prio: dict[str, float],
+                    say: Callable[[str], None]) -> None:
+    """Move ready jobs that are done already (another job did their work) from ``pending`` to ``finished``."""
+    while done := [j for j in ready(pending, finished, prio) if j.done()]:
+        for job in done:
+            say(f"{job.name}: done already, skipping")
+            pending.remove(job)
+            finished.add(job.name)
+
+
 def run_jobs(jobs: list[Job], max_jobs: int, say: Callable[[str], None] = log) -> dict[str, float]:
     """Run every job that is not done yet, at most ``max_jobs`` at a time; returns {job: wall seconds}."""
     prio = priorities(check_graph(jobs))
@@ -116,6 +127,9 @@ def _run_sequential(pending: list[Job], finished: set[str], prio: dict[str, floa
     """One job at a time, in this process where the job allows it."""
     times: dict[str, float] = {}
     while pending:
+        skip_done_ready(pending, finished, prio, say)
+        if not pending:
+            break
         job = ready(pending, finished, prio)[0]  # check_graph + priorities: a job is always ready
         pending.remove(job)
         started = time.perf_counter()
@@ -137,6 +151,7 @@ def _run_parallel(pending: list[Job], finished: set[str], prio: dict[str, float]
     previous = _exit_on_sigterm()
     try:
         while pending or running:
+            skip_done_ready(pending, finished, prio, say)
             for job in ready(pending, finished, prio)[: max_jobs - len(running)]:
                 pending.remove(job)
                 running.append(_start(job, say))
