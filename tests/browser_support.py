@@ -100,17 +100,10 @@ def start_lab(root: Path, home: Path, timeout_s: float = 120.0) -> Server:
     return server
 
 
-# Voilà's per-cell wait for the kernel's reply (s). Under CPU load Voilà 0.5 sometimes waits forever for the
-# reply to a widget cell whose outputs and idle status it has already received (while the browser's widget
-# messages reach the kernel); with this limit it goes on with those outputs. Smoke-mode cells take < 10 s.
-VOILA_CELL_TIMEOUT_S = 30
-
-
 def start_voila(notebook: Path, home: Path, timeout_s: float = 120.0) -> Server:
     """Voilà showing one notebook (what ``kdlab demo`` runs); returns once its port accepts connections."""
     port = free_port()
-    cmd = voila_command(notebook, port=port, ip="127.0.0.1", open_browser=False,
-                        extra=[f"--VoilaExecutor.timeout={VOILA_CELL_TIMEOUT_S}"])
+    cmd = voila_command(notebook, port=port, ip="127.0.0.1", open_browser=False)
     server = _spawn(cmd, isolated_env(home), home / "voila.log", f"http://127.0.0.1:{port}", "voila")
     _wait_port(server, port, timeout_s)
     return server

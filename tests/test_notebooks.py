@@ -36,8 +36,9 @@ def test_notebook_first_code_cell_is_tagged_parameters(path: Path) -> None:
 def _run_cells(nb, cwd: Path, env: dict[str, str]) -> list[str]:
     """Execute every code cell in a fresh kernel; returns the error messages (``ename: evalue``).
 
-    Uses jupyter_client's blocking client (synchronous polling): nbclient's asyncio polling was seen to miss
-    an ``execute_reply`` under load and wait out the whole cell timeout.
+    Uses jupyter_client's blocking client, which (unlike nbclient) never writes to the kernel while a cell
+    runs: nbclient's Output-widget support sends widget state on the shell channel, and after such a send it
+    could notice the cell's ``execute_reply`` only at the cell timeout (``tests/test_widgets_common.py``).
     """
     from jupyter_client.manager import start_new_kernel
 

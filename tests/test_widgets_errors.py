@@ -8,6 +8,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pytest
+from widget_outputs import redrawn
 
 from kdlab.explore import errors as er
 from kdlab.widgets.errors import ErrorExplorer, ModelComparison
@@ -20,12 +21,12 @@ def utts():
     return er.utterance_table(er.decode_all(MODELS, ["test-clean", "test-other"], "check", limit=3))
 
 
-def test_explorer_starts_with_every_row(utts, capsys):
+def test_explorer_starts_with_every_row(utts):
     x = ErrorExplorer(utts)
     assert x.last["rows"] == len(utts) == 12 and x.last["utterances"] == 6
     assert len(x.last["shown"]) == 3 and x.last["shown"][0] == x.last["keys"][0]
     assert x.last["summary"]["N"].sum() == utts["N"].sum()
-    assert "[updated]" in capsys.readouterr().out
+    assert redrawn(x.output)
 
 
 def test_filters_narrow_the_rows(utts):
@@ -54,7 +55,7 @@ def test_text_search_and_an_empty_result(utts):
     assert x.last["rows"] == 0 and x.last["summary"] is None and x.last["shown"] == []
 
 
-def test_model_comparison_counts_better_and_worse(utts, capsys):
+def test_model_comparison_counts_better_and_worse(utts):
     c = ModelComparison(utts, x="teacher", y="student-same-skd", rows=2)
     both = c.pairs()
     assert c.last["utterances"] == len(both) == 6
@@ -64,4 +65,4 @@ def test_model_comparison_counts_better_and_worse(utts, capsys):
     c.controls["set"].value = "test-clean"
     c.controls["value"].value = "rate"
     assert c.last["utterances"] == 3 and all(k[0] == "test-clean" for k in c.last["most_different"])
-    assert "[updated]" in capsys.readouterr().out
+    assert redrawn(c.output)

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pytest
+from widget_outputs import redrawn
 
 from kdlab.explore import compare, load_model, load_set, run_encoder, traces
 from kdlab.widgets.posteriors import PosteriorExplorer
@@ -31,12 +32,12 @@ def _expected(teacher, student, utt):
                                     masked)
 
 
-def test_starts_at_the_first_masked_position(teacher, students, utts, capsys):
+def test_starts_at_the_first_masked_position(teacher, students, utts):
     w = PosteriorExplorer(teacher, students, utts)
     dec = _expected(teacher, students[0], utts[0])
     assert w.controls["position"].max == len(dec.tokens) - 1
     assert w.last["position"] == dec.masked.index(True) and w.last["masked"]
-    assert "[updated]" in capsys.readouterr().out
+    assert redrawn(w.output, "image/png")
 
 
 def test_position_shows_teacher_and_student_top_k(teacher, students, utts):

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 from pathlib import Path
 
 import pytest
+from widget_outputs import redrawn
 
 from kdlab.explore import training
 from kdlab.widgets.training import LiveCurves, TrainingPanel
@@ -21,7 +22,7 @@ def lab(tiny_corpus_en: Path, tmp_path_factory: pytest.TempPathFactory) -> train
     return training.TrainingLab(setup, tiny_corpus_en, tmp_path_factory.mktemp("runs"))
 
 
-def test_epoch_callback_draws_live_curves(lab, capsys):
+def test_epoch_callback_draws_live_curves(lab):
     live = LiveCurves("teacher")
     run = lab.train_teacher(on_epoch=live)
     epochs = lab.setup.preset.teacher_epochs
@@ -33,7 +34,7 @@ def test_epoch_callback_draws_live_curves(lab, capsys):
     assert len(live.last["figure"].axes) == 3  # no KD terms for the teacher
     live.controls["log_y"].value = True
     assert live.last["log_y"] and live.last["figure"].axes[0].get_yscale() == "log"
-    assert "[updated]" in capsys.readouterr().out
+    assert redrawn(live.output, "image/png")
 
     again = LiveCurves()
     assert lab.train_teacher(on_epoch=again) == run  # same config: the finished run is reused
@@ -51,7 +52,7 @@ def test_kd_student_curves_show_the_kd_terms(lab):
     assert cfg["data"]["tokenizer_from"] == str(lab.teacher.run_dir)
 
 
-def test_panel_decodes_on_evaluate_only(lab, capsys):
+def test_panel_decodes_on_evaluate_only(lab):
     lab.train_teacher()  # the runs the table shows; reused when the tests above ran in this process
     lab.train_student("fkd")
     panel = TrainingPanel(lab)
@@ -69,4 +70,4 @@ def test_panel_decodes_on_evaluate_only(lab, capsys):
     assert panel.last["table"] is None
     panel.controls["beam"].value = 2
     assert panel.last["table"] == table  # cached: redrawn without decoding
-    assert "[updated]" in capsys.readouterr().out
+    assert redrawn(panel.output)

@@ -7,7 +7,9 @@ import io
 from collections.abc import Sequence
 
 import ipywidgets as w
-from IPython.display import Image, clear_output, display
+from IPython import get_ipython
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.display import Image
 from matplotlib.figure import Figure
 
 from kdlab.explore.utterance import Utterance
@@ -24,13 +26,26 @@ def figure_image(fig: Figure, dpi: int = WIDGET_DPI) -> Image:
 
 
 def show(output: w.Output, *items: object) -> None:
-    """Replace ``output``'s content with ``items`` (strings printed, the rest displayed) and print the marker a
-    browser test waits for."""
-    with output:
-        clear_output(wait=True)
-        for item in items:
-            print(item) if isinstance(item, str) else display(item)
-        print(MARKER)
+    """Replace ``output``'s content with ``items`` (strings as printed text, the rest as rich displays) and the
+    marker a browser test waits for, in one update of the widget's ``outputs``.
+
+    The outputs are set on the widget rather than displayed inside ``with output:``. A display captured by an
+    Output widget while a notebook runs under nbclient (Voilà's ``kdlab demo``, executed notebooks) makes the
+    client send the widget's state back to the kernel on the shell channel, and that send can leave the
+    cell's execute reply unnoticed until a timeout: forever in Voilà, whose page then never appears."""
+    output.outputs = tuple(_output_entry(item) for item in (*items, MARKER))
+
+
+def _output_entry(item: object) -> dict:
+    """One notebook output: a stdout stream for a string, a PNG for a figure (whatever the matplotlib backend),
+    else the item's display data (its mimebundle)."""
+    if isinstance(item, str):
+        return {"output_type": "stream", "name": "stdout", "text": item + "\n"}
+    if isinstance(item, Figure):
+        item = figure_image(item)
+    shell = get_ipython() or InteractiveShell.instance()
+    data, metadata = shell.display_formatter.format(item)
+    return {"output_type": "display_data", "data": data, "metadata": metadata}
 
 
 def utterance_options(utterances: Sequence[Utterance]) -> list[tuple[str, str]]:
