@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import ipywidgets as w
 from IPython import get_ipython
-from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.formatters import DisplayFormatter
 from IPython.display import Image
 from matplotlib.figure import Figure
 
@@ -43,8 +43,8 @@ def _output_entry(item: object) -> dict:
         return {"output_type": "stream", "name": "stdout", "text": item + "\n"}
     if isinstance(item, Figure):
         item = figure_image(item)
-    shell = get_ipython() or InteractiveShell.instance()
-    data, metadata = shell.display_formatter.format(item)
+    shell = get_ipython()  # the kernel's formatter (its configuration); outside a kernel a plain one
+    data, metadata = (shell.display_formatter if shell else DisplayFormatter()).format(item)
     return {"output_type": "display_data", "data": data, "metadata": metadata}
 
 
