@@ -110,12 +110,26 @@ def test_table1_compares_each_kd_student_with_the_baseline_of_its_length(tiny_ru
     assert "L_jca (stage-1 length, 1 epoch)" in diag
 
 
-def test_reproduce_teacher_nbest_cached_and_skd_initialised_from_fkd(tiny_run):
+def test_reproduce_teacher_nbest_cached_and_skd_continues_the_fkd_run(tiny_run):
+    """Stage 2 (preset stage2="continue") resumes stage 1's run: stage 1's epoch rows, then its own epoch
+    numbered on, the optimiser step count going on, as the L_jca baseline's one run of 1 + 1 epochs."""
+    import csv
+
     root, _ = tiny_run
     nbest = list(root.glob("ar/nbest*"))
     assert nbest, "stage 2 must cache the teacher's N-best lists next to the teacher"
-    skd_cfg = (root / "nar-smaller-skd" / "config.yaml").read_text()
-    assert "nar-smaller-fkd" in skd_cfg and "beta_s: 1.0" in skd_cfg
+    skd, fkd = root / "nar-smaller-skd", root / "nar-smaller-fkd"
+    assert "beta_s: 1.0" in (skd / "config.yaml").read_text()
+
+    def epochs(run: Path) -> list[dict]:
+        with open(run / "metrics.csv") as f:
+            return [r for r in csv.DictReader(f) if r["kind"] == "epoch"]
+
+    stage1, stage2 = epochs(fkd), epochs(skd)
+    assert [r["epoch"] for r in stage2] == ["1", "2"]
+    assert {k: stage2[0][k] for k in stage1[0]} == stage1[0]  # stage 2 adds the S-KD columns
+    assert int(stage2[1]["step"]) > int(stage1[0]["step"]) > 0
+    assert sorted(p.name for p in skd.glob("epoch-*.pt")) == ["epoch-2.pt"]
 
 
 def test_reproduce_rerun_skips_finished_stages(tiny_run, capsys):
@@ -303,6 +317,36 @@ def test_reproduce_distils_students_from_a_shipped_teacher(tiny_run, tmp_path, m
 def test_reproduce_rejects_unknown_override():
     with pytest.raises(SystemExit, match="FIELD=VALUE"):
         reproduce.apply_overrides(get_preset("mini-en"), ["no_such_field=1"])
+
+
+def test_preset_kd_changes_reach_their_stage_and_a_misspelt_one_fails_in_one_line(tmp_path):
+    """``fkd`` / ``skd`` change the paper's weights of one stage only (eq 13); an unknown name is refused."""
+    from kdlab.errors import UserError
+    from kdlab.reproduce import stages as st
+
+    preset = reproduce.apply_overrides(get_preset("mini-en"), ["fkd={gamma_dec: 0.05}", "skd={gamma_enc: 0.7}"])
+    kd = {c: st.student_config(preset, tmp_path / "c", st.StudentRun("same", c), tmp_path / "ar",
+                               tmp_path / "t.pt")["kd"] for c in ("fkd", "skd")}
+    assert (kd["fkd"]["gamma_dec"], kd["fkd"]["gamma_enc"], kd["fkd"]["beta_s"]) == (0.05, 0.5, 0.0)
+    assert (kd["skd"]["gamma_dec"], kd["skd"]["gamma_enc"], kd["skd"]["beta_s"]) == (0.5, 0.7, 1.0)
+    bad = reproduce.apply_overrides(get_preset("mini-en"), ["fkd={gama_dec: 0.1}"])
+    with pytest.raises(UserError, match="'gama_dec' is not a KD setting"):
+        st.check_preset(bad)
+    with pytest.raises(UserError, match="stage2='restart'; choose one of"):
+        st.check_preset(reproduce.apply_overrides(get_preset("mini-en"), ["stage2=restart"]))
+
+
+def test_stage2_modes_continue_stage1_or_finetune_its_average(tmp_path):
+    """"continue": the S-KD run's last epoch is stage 1's + stage 2's, no init_from (the folder is seeded
+    from stage 1's run); "finetune": stage 2's epochs alone from stage 1's averaged model at finetune_lr."""
+    from kdlab.reproduce import stages as st
+
+    args = (tmp_path / "c", st.StudentRun("same", "skd"), tmp_path / "ar", tmp_path / "t.pt", tmp_path / "f.pt")
+    cont = st.student_config(get_preset("mini-en"), *args)["train"]
+    assert cont["epochs"] == 5 and "init_from" not in cont and cont["lr"] == 3e-3
+    fine = st.student_config(reproduce.apply_overrides(get_preset("mini-en"), ["stage2=finetune"]), *args)["train"]
+    assert (fine["epochs"], fine["init_from"], fine["lr"], fine["warmup_steps"]) == (1, str(tmp_path / "f.pt"),
+                                                                                     5e-4, 0)
 
 
 def test_train_only_graph_has_every_training_stage_and_no_decoding(tmp_path):

@@ -33,11 +33,13 @@ from kdlab.reproduce.stages import (
     checkpoint_of,
     is_done,
     mark_done,
+    seed_from_stage1,
     student_config,
     teacher_config,
 )
 
 CACHE_DIR = REPO_ROOT / "data" / "cache" / "notebook-05"
+STAGE2_TEXT = {"continue": "continuing stage 1's run", "finetune": "from stage 1, lr {lr:g}"}
 SMOKE_PREFIX = "kdlab-notebook-05-smoke-"  # + process id: the smoke run's temporary folder
 TEST_SETS = ("test", "test-other")  # the synthesized corpus's clean and "other" test sets
 # A model small enough for a one-epoch smoke run (ModelConfig fields over the presets).
@@ -69,7 +71,7 @@ class Setup:
             f"test utterances per condition",
             f"teacher: AR {p.teacher}, {p.teacher_epochs} epochs; student: Mask-CTC {student} ({self.size}){model}",
             f"student epochs: L_jca {p.student_epochs + p.finetune_epochs}, stage 1 (+F-KD) {p.student_epochs}, "
-            f"stage 2 (++S-KD) {p.finetune_epochs} (from stage 1, lr {p.finetune_lr:g})",
+            f"stage 2 (++S-KD) {p.finetune_epochs} ({STAGE2_TEXT.get(p.stage2, p.stage2).format(lr=p.finetune_lr)})",
             f"batches of {p.max_frames} (teacher) / {p.student_max_frames or p.max_frames} (students) feature "
             f"frames; N-best |Ω| = {self.nbest}",
         ])
@@ -254,6 +256,8 @@ def train_run(name: str, cfg: dict, run_dir: Path, on_epoch: EpochCallback | Non
     from kdlab.config import config_from_dict
     from kdlab.training.fit import fit
 
+    cfg = dict(cfg)
+    continue_from = cfg.pop("continue_from", None)  # stage 2 resuming its stage-1 run (stages.seed_from_stage1)
     epochs = int(cfg["train"]["epochs"])
     if is_done(run_dir):
         if on_epoch is not None:
@@ -264,6 +268,8 @@ def train_run(name: str, cfg: dict, run_dir: Path, on_epoch: EpochCallback | Non
         if on_epoch is not None:
             on_epoch(Progress(name, epoch, epochs, read_metrics(run_dir)))
 
+    if continue_from:
+        seed_from_stage1(Path(continue_from), run_dir)
     result = fit(config_from_dict({"name": name, **cfg}), run_dir, resume=True, on_epoch_end=hook)
     ckpt = Path(result.get("averaged") or epoch_checkpoints(run_dir)[-1])
     mark_done(run_dir, {"checkpoint": str(ckpt), "dev_loss": result.get("dev_loss"),
@@ -301,6 +307,8 @@ class TrainingLab:
         if criterion != "ljca":
             w = weights or KDWeights.paper(criterion)
             cfg["kd"].update(asdict(w), nbest=self.setup.nbest, beam=max(self.setup.nbest, 2))
+        if criterion == "skd" and fkd and self.setup.preset.stage2 == "continue":
+            cfg["continue_from"] = str(fkd.run_dir)
         return self._adapt(cfg)
 
     # --- training
@@ -352,7 +360,10 @@ class TrainingLab:
         return {label: read_metrics(r.run_dir) for label, r in self.runs.items()}
 
     def epoch_offsets(self) -> dict[str, int]:
-        """Stage 2 continues stage 1: its epochs are drawn after the stage-1 epochs."""
+        """Stage 2 continues stage 1: its epochs are drawn after the stage-1 epochs (in "continue" mode its
+        run numbers them on already)."""
+        if self.setup.preset.stage2 == "continue":
+            return {}
         return {label: self.setup.preset.student_epochs for label, r in self.runs.items() if r.criterion == "skd"}
 
     # --- decoding

@@ -35,6 +35,11 @@ class ReproducePreset:
     finetune_epochs: int  # stage-2 ++S-KD epochs (paper: 20); the baseline continues for as many
     lr: float = 3e-3
     warmup_steps: int = 150
+    # Stage 2 (++S-KD): "continue" resumes stage 1's run (model, optimiser, schedule, RNG; epochs numbered on,
+    # the last average_last epochs of both stages averaged), as the L_jca baseline trains its student_epochs +
+    # finetune_epochs in one run: Table 1's ++S-KD row then differs from the baseline by the loss alone.
+    # "finetune": a fresh optimiser from stage 1's averaged model at a constant finetune_lr.
+    stage2: str = "continue"
     finetune_lr: float = 5e-4
     max_frames: int = 4000  # feature frames per update (10 ms each)
     student_max_frames: int = 0  # the students' batches; 0: max_frames
@@ -47,6 +52,9 @@ class ReproducePreset:
     rtf_utts: int = 0  # 0: every test utterance in the one-thread RTF measurement
     train: dict = field(default_factory=dict)  # extra TrainConfig fields
     data: dict = field(default_factory=dict)  # extra DataConfig fields (e.g. num_workers on a GPU machine)
+    # KDConfig fields that differ from the paper's weights (KDConfig.stage1 / stage2), e.g. {"gamma_dec": 0.1}
+    fkd: dict = field(default_factory=dict)  # stage 1, +F-KD (eq 13 with β_S = 0)
+    skd: dict = field(default_factory=dict)  # stage 2, ++S-KD
     # "pretrained:<corpus>/<name>": distil from that shipped teacher instead of training one (reproduce/adopt.py)
     teacher_from: str = ""
 

@@ -267,9 +267,10 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def plot_learning_curves(root: Path, runs: list[str], out: Path) -> None:
+def plot_learning_curves(root: Path, runs: list[str], out: Path, stage2_numbered_on: bool = True) -> None:
     """Dev loss per epoch of every run (one panel for the teacher, one per student size); a run without
-    ``metrics.csv`` (a shipped teacher the run adopted) has no curve."""
+    ``metrics.csv`` (a shipped teacher the run adopted) has no curve. ``stage2_numbered_on``: the S-KD runs
+    continued their F-KD runs (preset ``stage2="continue"``), so their epochs follow stage 1's already."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -286,7 +287,7 @@ def plot_learning_curves(root: Path, runs: list[str], out: Path) -> None:
             df = pd.read_csv(root / name / "metrics.csv")
             ep = df[df["kind"] == "epoch"]
             start = offset.get(name, 0)
-            if name.endswith("-skd"):  # stage 2 continues stage 1: draw it after the F-KD epochs
+            if name.endswith("-skd") and not stage2_numbered_on:  # draw stage 2 after the F-KD epochs
                 fkd = root / name.replace("-skd", "-fkd") / "metrics.csv"
                 start = int(pd.read_csv(fkd).query("kind == 'epoch'")["epoch"].max()) if fkd.exists() else 0
             ax.plot(ep["epoch"] + start, ep["dev_loss"], marker="o", ms=3, label=name)

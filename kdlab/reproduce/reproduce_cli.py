@@ -121,7 +121,8 @@ def evaluate(preset, root: Path, splits: list[str]) -> dict:
 
     names = st.eval_names(preset)  # the trained runs and the L_jca runs' stage-1 checkpoints
     ckpts = {name: st.model_checkpoint(root, name) for name in names}
-    rep.plot_learning_curves(root, st.model_names(preset), root / "results" / "learning_curves.png")
+    rep.plot_learning_curves(root, st.model_names(preset), root / "results" / "learning_curves.png",
+                             preset.stage2 == "continue")
     return {"params": parameter_counts(ckpts), "t3": ev.evaluate_table3(root, preset, ckpts, splits),
             "t1": ev.evaluate_table1(root, ckpts, splits), "diag": ev.diagnostics(root, names)}
 
@@ -198,6 +199,9 @@ def main(args: argparse.Namespace) -> int:
         raise SystemExit("kdlab reproduce: --train-only applies to the paper's experiment, not to --family runs")
     preset = apply_overrides(get_preset(args.preset), args.overrides)
     root = Path(args.out or f"runs/reproduce-{preset.name}")
+    from kdlab.reproduce.stages import check_preset
+
+    check_preset(preset)  # a misspelt stage setting fails here, before any training
     if preset.teacher_from:
         from kdlab.reproduce.adopt import check_folder, check_teacher_from
         from kdlab.reproduce.stages import TEACHER

@@ -17,7 +17,9 @@ epochs, and on the way it keeps a **stage-1 checkpoint** (``avg-stage1.pt``: the
 ``average_last`` epoch checkpoints after ``student_epochs`` epochs), so that Table 1 compares +F-KD with
 the baseline at stage 1's length and ++S-KD with the full-length baseline. While the learning curves are
 still steep (the mini presets), a baseline trained 25 % longer than the F-KD student would otherwise
-hide, or reverse, what F-KD gains.
+hide, or reverse, what F-KD gains. For the same reason stage 2 by default *continues* stage 1's run
+(preset field ``stage2="continue"``, :func:`seed_from_stage1`): the same optimiser state and learning-rate
+schedule as the baseline's epochs 81–100, so that the two differ by the loss alone.
 
 Every stage is resumable: a finished stage (its ``DONE`` marker) is skipped, an interrupted training run
 resumes from its last epoch checkpoint. A stage runs as ``python -m kdlab.reproduce.stages KIND --config
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -189,11 +192,23 @@ def teacher_config(preset: ReproducePreset, corpus: Path) -> dict:
     return base_config(preset, corpus, "ar", preset.teacher, preset.teacher_epochs)
 
 
+STAGE2_MODES = ("continue", "finetune")
+
+
 def student_epochs(preset: ReproducePreset, criterion: str) -> int:
-    """L_jca trains as long as stage 1 + stage 2 together (keeping its stage-1 checkpoint on the way, see
-    :func:`keep_stage1`); F-KD is stage 1, S-KD stage 2 (Section 4.2: 80 + 20 epochs)."""
+    """The epochs a student's run trains: L_jca as long as stage 1 + stage 2 together (keeping its stage-1
+    checkpoint on the way, see :func:`keep_stage1`); F-KD is stage 1, S-KD stage 2 (Section 4.2: 80 + 20
+    epochs). See :func:`run_epochs` for the last epoch number of a run."""
     return {"ljca": preset.student_epochs + preset.finetune_epochs, "fkd": preset.student_epochs,
             "skd": preset.finetune_epochs}[criterion]
+
+
+def run_epochs(preset: ReproducePreset, criterion: str) -> int:
+    """``train.epochs`` of a student's run: the number of its last epoch. Stage 2 in the preset's
+    "continue" mode numbers its epochs on from stage 1's (:func:`seed_from_stage1`)."""
+    if criterion == "skd" and preset.stage2 == "continue":
+        return preset.student_epochs + preset.finetune_epochs
+    return student_epochs(preset, criterion)
 
 
 def kd_section(preset: ReproducePreset, teacher_ckpt: Path, criterion: str) -> dict:
@@ -203,9 +218,38 @@ def kd_section(preset: ReproducePreset, teacher_ckpt: Path, criterion: str) -> d
     from kdlab.kd.config import KDConfig
 
     search = {"nbest": preset.nbest, "beam": max(preset.nbest, 10), "nbest_max_frames": preset.nbest_max_frames}
+    changes = kd_changes(preset, criterion)
     if criterion == "fkd":
-        return to_dict(KDConfig.stage1(str(teacher_ckpt), **search))
-    return to_dict(KDConfig.stage2(str(teacher_ckpt), **search, nbest_cache=str(teacher_ckpt.parent / NBEST_FILE)))
+        return to_dict(KDConfig.stage1(str(teacher_ckpt), **search, **changes))
+    return to_dict(KDConfig.stage2(str(teacher_ckpt), **search, nbest_cache=str(teacher_ckpt.parent / NBEST_FILE),
+                                   **changes))
+
+
+def check_preset(preset: ReproducePreset) -> None:
+    """One-line :class:`UserError` for a stage setting that would fail only when its stage starts."""
+    from kdlab.errors import UserError
+
+    if preset.stage2 not in STAGE2_MODES:
+        raise UserError(f"preset {preset.name}: stage2={preset.stage2!r}; choose one of {list(STAGE2_MODES)}")
+    for criterion in ("fkd", "skd"):
+        kd_changes(preset, criterion)
+
+
+def kd_changes(preset: ReproducePreset, criterion: str) -> dict:
+    """The preset's changes to the paper's KD weights of a stage (``fkd`` / ``skd``); a one-line
+    :class:`UserError` for a name that is no KDConfig field."""
+    from dataclasses import fields
+
+    from kdlab.errors import UserError
+    from kdlab.kd.config import KDConfig
+
+    changes = dict(getattr(preset, criterion))
+    known = {f.name for f in fields(KDConfig)} - {"teacher", "enabled", "nbest_cache"}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise UserError(f"preset {preset.name}: {criterion}={changes}: {unknown[0]!r} is not a KD setting "
+                        f"(one of {sorted(known)})")
+    return changes
 
 
 def student_config(preset: ReproducePreset, corpus: Path, run: StudentRun, teacher_dir: Path,
@@ -214,7 +258,7 @@ def student_config(preset: ReproducePreset, corpus: Path, run: StudentRun, teach
 
     The tokenizer and CMVN come from the teacher's folder; KD needs ``teacher_ckpt``.
     """
-    cfg = base_config(preset, corpus, "maskctc", preset.students[run.size], student_epochs(preset, run.criterion))
+    cfg = base_config(preset, corpus, "maskctc", preset.students[run.size], run_epochs(preset, run.criterion))
     cfg["train"]["max_frames"] = preset.student_max_frames or preset.max_frames
     cfg["data"]["tokenizer_from"] = str(teacher_dir)
     cfg["data"]["cmvn_from"] = str(teacher_dir)
@@ -222,7 +266,7 @@ def student_config(preset: ReproducePreset, corpus: Path, run: StudentRun, teach
         if teacher_ckpt is None:
             raise ValueError(f"{run.name}: knowledge distillation needs the teacher's checkpoint")
         cfg["kd"] = kd_section(preset, teacher_ckpt, run.criterion)
-    if run.criterion == "skd" and fkd_ckpt is not None:
+    if run.criterion == "skd" and fkd_ckpt is not None and preset.stage2 == "finetune":
         cfg["train"].update(init_from=str(fkd_ckpt), lr=preset.finetune_lr, warmup_steps=0)
     return cfg
 
@@ -252,13 +296,16 @@ def prepare_stage(cfg_dict: dict, teacher_dir: Path) -> None:
     mark_done(teacher_dir, {"seconds": round(time.perf_counter() - started, 1)}, PREPARED)
 
 
-def train_stage(name: str, cfg_dict: dict, run_dir: Path, stage1_epochs: int = 0) -> Path:
+def train_stage(name: str, cfg_dict: dict, run_dir: Path, stage1_epochs: int = 0,
+                continue_from: Path | None = None) -> Path:
     """Train (or resume, or skip) one run; returns its averaged checkpoint.
 
     ``stage1_epochs`` > 0 (the L_jca baseline): train to that many epochs first and keep the stage-1
     checkpoint (:func:`keep_stage1`), then continue in the same folder to ``train.epochs``. The schedule
     is step-based and the sampler's order depends on the epoch number only, so raising ``train.epochs``
     on the resumed run continues it exactly as one run of the full length would go on.
+    ``continue_from`` (stage 2 in "continue" mode): the stage-1 run this run resumes
+    (:func:`seed_from_stage1`).
     """
     from kdlab.checkpoint import epoch_checkpoints
     from kdlab.config import config_from_dict
@@ -271,6 +318,8 @@ def train_stage(name: str, cfg_dict: dict, run_dir: Path, stage1_epochs: int = 0
         return checkpoint_of(run_dir)
     cfg = config_from_dict({"name": name, **cfg_dict})
     started = time.perf_counter()
+    if continue_from is not None:
+        seed_from_stage1(continue_from, run_dir)
     stage1 = keep_stage1(cfg, run_dir, stage1_epochs) if stage1_epochs else None
     if is_done(run_dir):  # a finished run that lacked its stage-1 checkpoint (kept epochs averaged now)
         return record_stage1(run_dir, stage1)
@@ -283,6 +332,27 @@ def train_stage(name: str, cfg_dict: dict, run_dir: Path, stage1_epochs: int = 0
         info.update(stage1_checkpoint=str(stage1), stage1_epochs=stage1_epochs)
     mark_done(run_dir, info)
     return ckpt
+
+
+def seed_from_stage1(stage1_dir: Path, run_dir: Path) -> None:
+    """Stage 2 in "continue" mode: copy stage 1's kept epoch checkpoints and metrics into a stage-2 run folder
+    that has no checkpoint yet, so that training resumes from stage 1's last epoch (its optimiser, schedule
+    step and RNG included) with the stage-2 losses, and the final average takes the last ``average_last``
+    epochs of both stages, as the L_jca baseline's one run does. Each file is copied atomically, the
+    checkpoints last: an interrupted copy is simply done again."""
+    from kdlab.checkpoint import epoch_checkpoints
+    from kdlab.data.files import atomic_file
+
+    if epoch_checkpoints(run_dir):
+        return
+    sources = epoch_checkpoints(stage1_dir)
+    if not sources:
+        raise FileNotFoundError(f"{stage1_dir}: no epoch checkpoint of stage 1 to continue from")
+    for src in [stage1_dir / "metrics.csv", *sources]:
+        if src.is_file():
+            with open(src, "rb") as fin, atomic_file(run_dir / src.name, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+    log(f"{run_dir.name}: continues {stage1_dir.name} from {sources[-1].name}")
 
 
 def record_stage1(run_dir: Path, stage1: Path | None) -> Path:
@@ -366,7 +436,9 @@ def run_stage(kind: str, cfg_dict: dict, out: Path) -> None:
     """Run one stage of ``kind`` with its experiment config (``name`` included)."""
     if kind == "train":
         cfg = dict(cfg_dict)
-        train_stage(cfg.pop("name"), cfg, out, int(cfg.pop("stage1_epochs", 0)))
+        continue_from = cfg.pop("continue_from", None)
+        train_stage(cfg.pop("name"), cfg, out, int(cfg.pop("stage1_epochs", 0)),
+                    Path(continue_from) if continue_from else None)
     else:
         STAGES[kind](cfg_dict, out)
 
@@ -416,8 +488,11 @@ def student_job(preset: ReproducePreset, corpus: Path, root: Path, run: StudentR
 
     def make_config() -> dict:
         teacher = checkpoint_of(teacher_dir) if not baseline else None
-        fkd = checkpoint_of(root / StudentRun(run.size, "fkd").name) if run.criterion == "skd" else None
+        fkd_dir = root / StudentRun(run.size, "fkd").name
+        fkd = checkpoint_of(fkd_dir) if run.criterion == "skd" else None
         stage1 = {"stage1_epochs": preset.student_epochs} if baseline else {}
+        if run.criterion == "skd" and preset.stage2 == "continue":
+            stage1 = {"continue_from": str(fkd_dir)}
         return {"name": run.name, **stage1, **student_config(preset, corpus, run, teacher_dir, teacher, fkd)}
 
     done = (lambda: baseline_done(run_dir)) if baseline else (lambda: is_done(run_dir))
