@@ -232,6 +232,32 @@ def test_causal_vs_bidirectional_and_padding_in_decoder() -> None:
         bidir(torch.tensor([[4, 11]]), torch.tensor([2]), memory, mem_lens)
 
 
+def test_cmlm_absolute_positions_on_top_of_relative_ones() -> None:
+    """``abs_pos``: the rel-pos CMLM's input gets the sinusoidal table added (an all-<mask> input then tells
+    its positions apart from the first layer on); the preset flag reaches the CMLM only, never the AR decoder."""
+    from kdlab.models import build_model
+    from kdlab.models.config import ModelConfig
+    from kdlab.nn.positional import sinusoid_table
+
+    torch.manual_seed(7)
+    rel = TransformerDecoder(11, 32, 4, 64, 2, 0.0, 0.0, 0.0, causal=False, rel_pos=True).eval()
+    both = TransformerDecoder(11, 32, 4, 64, 2, 0.0, 0.0, 0.0, causal=False, rel_pos=True, abs_pos=True).eval()
+    both.load_state_dict(rel.state_dict())
+    memory, mem_lens = torch.randn(1, 6, 32), torch.tensor([6])
+    ys, lens = torch.tensor([[4, 4, 4, 4]]), torch.tensor([4])
+    with torch.no_grad():
+        out = both(ys, lens, memory, mem_lens)
+        x, pos_emb = rel.pos_enc(rel.embed(ys))  # the rel-pos decoder by hand, the table added to its input
+        x = x + sinusoid_table(torch.arange(4), 32)
+        srcs = rel.sources(memory, mem_lens)
+        for layer, src in zip(rel.decoders, srcs, strict=True):
+            x = layer.forward_rel(x, pos_emb, torch.ones(1, 1, 4, dtype=torch.bool), None, None, src, None)
+        assert torch.allclose(out, rel.output_layer(rel.after_norm(x)), atol=1e-5)
+    cfg = ModelConfig(d_model=32, heads=4, ffn_dim=64, enc_blocks=1, dec_blocks=1, cnn_kernel=3,
+                      subsample_channels=8, cmlm_rel_pos=True, cmlm_abs_pos=True)
+    assert build_model(cfg, 11, "maskctc").decoder.abs_pos and not build_model(cfg, 11, "ar").decoder.abs_pos
+
+
 def test_relative_position_cmlm_decoder() -> None:
     """The CMLM option ``rel_pos``: bidirectional, padding-invariant, scaled embedding init, AR refused."""
     torch.manual_seed(5)
@@ -249,11 +275,12 @@ def test_relative_position_cmlm_decoder() -> None:
         TransformerDecoder(11, 32, 4, 64, 2, 0.0, 0.0, 0.0, causal=True, rel_pos=True)
 
 
-@pytest.mark.parametrize("rel_pos", [False, True])
-def test_decoder_logits_at_positions_match_the_full_pass(rel_pos: bool) -> None:
+@pytest.mark.parametrize("rel_pos,abs_pos", [(False, False), (True, False), (True, True)])
+def test_decoder_logits_at_positions_match_the_full_pass(rel_pos: bool, abs_pos: bool) -> None:
     """``positions=``: the last block computes only those queries; the logits equal the full pass there."""
     torch.manual_seed(6)
-    dec = TransformerDecoder(11, 32, 4, 64, 3, 0.0, 0.0, 0.0, causal=False, rel_pos=rel_pos).eval()
+    dec = TransformerDecoder(11, 32, 4, 64, 3, 0.0, 0.0, 0.0, causal=False, rel_pos=rel_pos,
+                             abs_pos=abs_pos).eval()
     memory, mem_lens = torch.randn(2, 6, 32), torch.tensor([6, 4])
     ys, lens = torch.tensor([[4, 3, 6, 3, 8], [3, 5, 9, 0, 0]]), torch.tensor([5, 3])
     pos = torch.tensor([[1, 3, 4], [0, 2, 0]])  # (B, Q); row 1 repeats slot 0 as padding

@@ -342,8 +342,12 @@ def test_stage2_modes_continue_stage1_or_finetune_its_average(tmp_path):
     from kdlab.reproduce import stages as st
 
     args = (tmp_path / "c", st.StudentRun("same", "skd"), tmp_path / "ar", tmp_path / "t.pt", tmp_path / "f.pt")
-    cont = st.student_config(get_preset("mini-en"), *args)["train"]
+    cont_cfg = st.student_config(get_preset("mini-en"), *args)
+    cont = cont_cfg["train"]
     assert cont["epochs"] == 5 and "init_from" not in cont and cont["lr"] == 3e-3
+    # the students' CMLM option is written into their configs; the AR teacher's config has none
+    assert cont_cfg["model"]["config"] == {"cmlm_abs_pos": True}
+    assert "config" not in st.teacher_config(get_preset("mini-en"), tmp_path / "c")["model"]
     fine = st.student_config(reproduce.apply_overrides(get_preset("mini-en"), ["stage2=finetune"]), *args)["train"]
     assert (fine["epochs"], fine["init_from"], fine["lr"], fine["warmup_steps"]) == (1, str(tmp_path / "f.pt"),
                                                                                      5e-4, 0)

@@ -291,7 +291,7 @@ class TrainingLab:
         """The setup's model overrides, log interval and device over a reproduce stage config."""
         cfg["train"].update(log_interval=self.setup.log_interval, device=self.setup.device, progress=True)
         if self.setup.model:
-            cfg["model"]["config"] = dict(self.setup.model)
+            cfg["model"]["config"] = {**cfg["model"].get("config", {}), **self.setup.model}
         return cfg
 
     def teacher_config(self) -> dict:

@@ -42,7 +42,7 @@ def make_decoder(cfg: ModelConfig, vocab_size: int, causal: bool) -> Transformer
     return TransformerDecoder(
         vocab_size=vocab_size, d_model=cfg.d_model, heads=cfg.heads, ffn_dim=cfg.ffn_dim, blocks=cfg.dec_blocks,
         dropout=cfg.dropout, pos_dropout=cfg.pos_dropout, attn_dropout=cfg.attn_dropout,
-        causal=causal, rel_pos=cfg.cmlm_rel_pos and not causal,
+        causal=causal, rel_pos=cfg.cmlm_rel_pos and not causal, abs_pos=cfg.cmlm_abs_pos and not causal,
         embed_std=None if causal else cfg.cmlm_embed_std or None,
     )
 

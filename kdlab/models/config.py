@@ -41,6 +41,7 @@ class ModelConfig(DictConfig):
     subsample_channels: int = 0  # Conv2d subsampling channels; 0: d_model (ESPnet). The mini presets use fewer
     cmlm_rel_pos: bool = False  # CMLM decoder self-attention with relative positions (ESPnet: absolute)
     cmlm_embed_std: float = 0.0  # CMLM embedding init std; 0: torch's N(0, 1) as ESPnet (fairseq: d^-0.5)
+    cmlm_abs_pos: bool = False  # with cmlm_rel_pos: also add absolute sinusoidal positions to the CMLM's input
     # CTC student (kind "ctc"): intermediate CTC heads (InterCTC / Inter-KD, docs/KD_FAMILIES.md)
     inter_ctc_layers: list = field(default_factory=list)  # encoder blocks (1-based) with an intermediate head
     inter_ctc_weight: float = 0.3  # w of L = (1 - w)·L_ctc + w·mean_k L_ctc,k
@@ -104,7 +105,8 @@ class ModelConfig(DictConfig):
 # decoder the masked positions carry the same <mask> embedding, scaled by sqrt(d) to ~10x the positions,
 # and absolute positions only: the CMLM stayed at the unigram level (dev masked-token accuracy 6-7 %)
 # for 1,500 updates. Relative-position self-attention and embeddings initialised at std d^-0.5 let it
-# learn within the budget (docs/RESULTS.md, calibration).
+# learn within the budget (docs/RESULTS.md, calibration). The reproduce presets' students also add absolute
+# positions (``cmlm_abs_pos``, set in their configs so that older checkpoints of these presets load unchanged).
 CMLM_FAST = {"cmlm_rel_pos": True, "cmlm_embed_std": 112**-0.5}
 
 PRESETS: dict[str, ModelConfig] = {

@@ -21,7 +21,7 @@ from torch import nn
 from kdlab.nn.attention import MultiHeadAttention, RelPositionMultiHeadAttention, gather_positions
 from kdlab.nn.conformer import FeedForward
 from kdlab.nn.masks import causal_mask, length_mask
-from kdlab.nn.positional import AbsolutePositionalEncoding, RelativePositionalEncoding
+from kdlab.nn.positional import AbsolutePositionalEncoding, RelativePositionalEncoding, sinusoid_table
 
 
 @dataclass(frozen=True)
@@ -160,11 +160,13 @@ class TransformerDecoder(nn.Module):
         causal: bool,
         rel_pos: bool = False,
         embed_std: float | None = None,
+        abs_pos: bool = False,
     ) -> None:
         super().__init__()
         if rel_pos and causal:
             raise ValueError("relative positions are implemented for the bidirectional (CMLM) decoder only")
         self.vocab_size, self.causal, self.rel_pos = vocab_size, causal, rel_pos
+        self.abs_pos = abs_pos and rel_pos  # absolute positions on top of relative ones (plain: always absolute)
         self.embed = nn.Embedding(vocab_size, d_model)
         if embed_std is not None:  # e.g. d^-0.5: embeddings · sqrt(d) then start at the scale of the positions
             nn.init.normal_(self.embed.weight, std=embed_std)
@@ -214,6 +216,8 @@ class TransformerDecoder(nn.Module):
         last = len(self.decoders) - 1
         if self.rel_pos:
             x, pos_emb = self.pos_enc(self.embed(ys_in))  # (B, L, D), (1, 2L-1, D)
+            if self.abs_pos:
+                x = x + sinusoid_table(torch.arange(length, device=x.device), x.size(-1)).to(x.dtype)
             for i, (layer, src) in enumerate(zip(self.decoders, sources, strict=True)):
                 x = layer.forward_rel(x, pos_emb, self_mask, None, None, src, positions if i == last else None)
         else:

@@ -259,6 +259,8 @@ def student_config(preset: ReproducePreset, corpus: Path, run: StudentRun, teach
     The tokenizer and CMVN come from the teacher's folder; KD needs ``teacher_ckpt``.
     """
     cfg = base_config(preset, corpus, "maskctc", preset.students[run.size], run_epochs(preset, run.criterion))
+    if preset.student_model:
+        cfg["model"]["config"] = dict(preset.student_model)
     cfg["train"]["max_frames"] = preset.student_max_frames or preset.max_frames
     cfg["data"]["tokenizer_from"] = str(teacher_dir)
     cfg["data"]["cmvn_from"] = str(teacher_dir)
