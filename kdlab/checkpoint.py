@@ -138,6 +138,14 @@ def set_rng_state(state: dict) -> None:
 # ----------------------------------------------------------------------------- run folders
 
 
+def epoch_number(path: str | Path) -> int:
+    """N of a checkpoint ``epoch-N.pt``."""
+    m = EPOCH_RE.match(Path(path).name)
+    if m is None:
+        raise ValueError(f"{path}: not an epoch checkpoint (epoch-N.pt)")
+    return int(m.group(1))
+
+
 def epoch_checkpoints(run_dir: str | Path) -> list[Path]:
     """``epoch-N.pt`` files of a run, sorted by N."""
     found = [(int(m.group(1)), p) for p in Path(run_dir).glob("epoch-*.pt") if (m := EPOCH_RE.match(p.name))]

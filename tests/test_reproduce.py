@@ -336,6 +336,26 @@ def test_preset_kd_changes_reach_their_stage_and_a_misspelt_one_fails_in_one_lin
         st.check_preset(reproduce.apply_overrides(get_preset("mini-en"), ["stage2=restart"]))
 
 
+def test_stage2_seeding_copies_stage1_once_and_redoes_an_interrupted_copy(tmp_path):
+    from kdlab.reproduce.stages import seed_from_stage1
+
+    fkd, skd = tmp_path / "fkd", tmp_path / "skd"
+    fkd.mkdir()
+    for name in ("epoch-3.pt", "epoch-4.pt", "metrics.csv"):
+        (fkd / name).write_text(name)
+    skd.mkdir()
+    (skd / "epoch-3.pt").write_text("partial")  # a copy killed before stage 1's last checkpoint
+    seed_from_stage1(fkd, skd)
+    assert sorted(p.name for p in skd.iterdir()) == ["epoch-3.pt", "epoch-4.pt", "metrics.csv"]
+    assert (skd / "epoch-3.pt").read_text() == "epoch-3.pt"
+    (skd / "epoch-5.pt").write_text("stage 2")  # trained on: never seeded again
+    (skd / "metrics.csv").write_text("stage 2 rows")
+    seed_from_stage1(fkd, skd)
+    assert (skd / "metrics.csv").read_text() == "stage 2 rows"
+    with pytest.raises(FileNotFoundError, match="no epoch checkpoint of stage 1"):
+        seed_from_stage1(tmp_path / "missing", skd)
+
+
 def test_stage2_modes_continue_stage1_or_finetune_its_average(tmp_path):
     """"continue": the S-KD run's last epoch is stage 1's + stage 2's, no init_from (the folder is seeded
     from stage 1's run); "finetune": stage 2's epochs alone from stage 1's averaged model at finetune_lr."""

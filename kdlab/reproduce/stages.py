@@ -340,16 +340,17 @@ def seed_from_stage1(stage1_dir: Path, run_dir: Path) -> None:
     """Stage 2 in "continue" mode: copy stage 1's kept epoch checkpoints and metrics into a stage-2 run folder
     that has no checkpoint yet, so that training resumes from stage 1's last epoch (its optimiser, schedule
     step and RNG included) with the stage-2 losses, and the final average takes the last ``average_last``
-    epochs of both stages, as the L_jca baseline's one run does. Each file is copied atomically, the
-    checkpoints last: an interrupted copy is simply done again."""
-    from kdlab.checkpoint import epoch_checkpoints
+    epochs of both stages, as the L_jca baseline's one run does. Each file is copied atomically, stage 1's
+    last checkpoint last: until it is there (an interrupted copy) the copy is done again."""
+    from kdlab.checkpoint import epoch_checkpoints, epoch_number
     from kdlab.data.files import atomic_file
 
-    if epoch_checkpoints(run_dir):
-        return
     sources = epoch_checkpoints(stage1_dir)
     if not sources:
         raise FileNotFoundError(f"{stage1_dir}: no epoch checkpoint of stage 1 to continue from")
+    have = epoch_checkpoints(run_dir)
+    if have and epoch_number(have[-1]) >= epoch_number(sources[-1]):
+        return  # seeded already (and maybe trained on)
     for src in [stage1_dir / "metrics.csv", *sources]:
         if src.is_file():
             with open(src, "rb") as fin, atomic_file(run_dir / src.name, "wb") as fout:
