@@ -384,7 +384,7 @@ def keep_stage1(cfg: ExperimentConfig, run_dir: Path, epochs: int) -> Path:
     """
     import dataclasses
 
-    from kdlab.checkpoint import EPOCH_RE, CheckpointError, average_checkpoints, epoch_checkpoints
+    from kdlab.checkpoint import CheckpointError, average_checkpoints, epoch_checkpoints, epoch_number
     from kdlab.training.fit import fit
 
     out = run_dir / STAGE1_FILE
@@ -393,7 +393,7 @@ def keep_stage1(cfg: ExperimentConfig, run_dir: Path, epochs: int) -> Path:
     window = stage1_window(run_dir, epochs, cfg.train.average_last)
     if not all(p.is_file() for p in window):
         kept = epoch_checkpoints(run_dir)
-        last = int(EPOCH_RE.match(kept[-1].name).group(1)) if kept else 0
+        last = epoch_number(kept[-1]) if kept else 0
         if last >= epochs:
             raise CheckpointError(
                 f"{run_dir}: trained to epoch {last} without {STAGE1_FILE}, and the epoch checkpoints of stage 1 "
