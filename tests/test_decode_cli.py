@@ -136,6 +136,21 @@ def test_bench_decode_json(workspace: Path, capsys: pytest.CaptureFixture):
                                "attention_beam10_exact"}
     assert "maskctc_beam10 / maskctc_beam1" in capsys.readouterr().out
     assert res["threads"] == 1 and torch.get_num_threads() == threads  # restored afterwards
+    ops = res["gflops"]
+    assert set(ops) == set(res["seconds"]) and ops["encoder"] > 0
+    assert ops["maskctc_beam1"] == ops["maskctc_greedy"]  # Algorithm 1 with B = 1 runs greedy's CMLM passes
+    assert ops["maskctc_beam10"] >= ops["maskctc_beam1"] >= ops["encoder"]
+    assert res["flops_ratios"]["maskctc_greedy_over_encoder"] == pytest.approx(ops["maskctc_greedy"] / ops["encoder"])
+
+
+def test_count_flops_of_known_products():
+    """A linear layer (2, 4) -> (2, 3) is 2·2·4·3 = 48 operations; a (5, 6) x (6, 7) product 420."""
+    from kdlab.evaluate.flops import count_flops, flops_per_method
+
+    lin = torch.nn.Linear(4, 3)
+    assert count_flops(lin, [torch.zeros(2, 4)]) == 48
+    assert count_flops(lambda b: b @ torch.ones(6, 7), [torch.ones(5, 6)] * 2) == 840
+    assert flops_per_method({"lin": lin}, {"lin": [torch.zeros(2, 4)]}) == {"lin": 48e-9}
 
 
 def test_decode_end_rule_option(workspace: Path, capsys: pytest.CaptureFixture):

@@ -29,3 +29,23 @@ def test_shipped_model_reproduces_its_card(spec: str):
     assert rows, f"{spec}: the card records no check/<set> figure"
     for r in rows:
         assert r.agrees(0.01), f"{spec} {r.set} {r.method}: card {r.card_errors} errors, measured {r.errors}"
+
+
+def test_shipped_student_decode_arithmetic():
+    """The arithmetic behind ``kdlab bench decode`` on the shipped same-size student (first check
+    utterances): beam 1 runs exactly greedy's CMLM passes, and the CMLM passes alone put Mask-CTC greedy
+    above 1.3x the encoder's operations and beam 10 above 1.25x beam 1 (docs/RESULTS.md, "The arithmetic
+    of a decode")."""
+    from kdlab.evaluate.bench_cli import _single_batches, decode_jobs
+    from kdlab.evaluate.flops import flops_per_method
+    from kdlab.evaluate.sets import load_records
+
+    torch.set_num_threads(1)
+    nar, tok, cmvn, _ = pretrained.load("mini-en", "student-same-skd")
+    records = load_records(pretrained.DEFAULT_ROOT / "mini-en" / "check" / "test-clean.jsonl", limit=4)
+    batches = _single_batches(records, tok, cmvn)
+    jobs = {m: job for m, (_, job) in decode_jobs(nar, None).items() if m.startswith(("encoder", "maskctc"))}
+    ops = flops_per_method(jobs, dict.fromkeys(jobs, batches))
+    assert ops["maskctc_beam1"] == ops["maskctc_greedy"]
+    assert ops["maskctc_greedy"] / ops["encoder"] > 1.3
+    assert ops["maskctc_beam10"] / ops["maskctc_beam1"] > 1.25

@@ -4,7 +4,8 @@
 forward, Mask-CTC greedy, Mask-CTC beam 1/5/10 and the AR joint CTC/attention beam 10 under both end rules
 (each timed as a full decode: encoder + search). It prints the ratios maskctc_greedy/encoder (goal <= 1.3),
 maskctc_beam10/beam1 (goal <= 1.25), ar_beam10/maskctc_greedy (paper ≈ 11×; the default "beam" end rule)
-and the AR search's exact / beam end-rule time, the RTF of every method,
+and the AR search's exact / beam end-rule time, each beside the same ratio of floating-point operations
+(:mod:`kdlab.evaluate.flops`: what the methods compute, whatever their speed), the RTF of every method,
 and the batched throughput (seconds of audio decoded per second). Times are process CPU time by default
 (``--clock cpu``: robust when other jobs share the machine; with one thread it equals the busy time).
 """
@@ -68,8 +69,9 @@ def _time(fn: Any) -> float:
     return _clock() - t0
 
 
-def time_batch1(nar: Any, ar: Any, nar_batches: list[dict], ar_batches: list[dict]) -> dict[str, float]:
-    """Total seconds per method over all utterances (batch 1); each method's first utterance is a warm-up."""
+def decode_jobs(nar: Any, ar: Any) -> dict[str, tuple[str, Any]]:
+    """Every method of ``bench decode`` as (model side "nar" | "ar", job(batch)): the encoder forward with
+    the CTC head, the Mask-CTC searches and the AR beam search under both end rules."""
     import torch
 
     from kdlab.search.decode import decode
@@ -79,17 +81,34 @@ def time_batch1(nar: Any, ar: Any, nar_batches: list[dict], ar_batches: list[dic
             enc, _ = nar.encode(batch["feats"], batch["feat_lens"])
             nar.ctc_log_probs(enc)
 
-    jobs = {"encoder": lambda b, _: encoder(b)}
-    jobs.update({m: (lambda b, _, m=m: decode(nar, b, [m])) for m in NAR_METHODS})
-    jobs[AR_METHOD] = lambda _, a: decode(ar, a, [AR_METHOD])
-    jobs[AR_EXACT] = lambda _, a: decode(ar, a, [AR_METHOD], end_rule="exact")
+    jobs: dict[str, tuple[str, Any]] = {"encoder": ("nar", encoder)}
+    jobs.update({m: ("nar", lambda b, m=m: decode(nar, b, [m])) for m in NAR_METHODS})
+    jobs[AR_METHOD] = ("ar", lambda b: decode(ar, b, [AR_METHOD]))
+    jobs[AR_EXACT] = ("ar", lambda b: decode(ar, b, [AR_METHOD], end_rule="exact"))
+    return jobs
+
+
+def time_batch1(jobs: dict[str, tuple[str, Any]], batches: dict[str, list[dict]]) -> dict[str, float]:
+    """Total seconds per method over all utterances (batch 1); each method's first utterance is a warm-up.
+
+    ``batches["nar"]`` and ``batches["ar"]`` hold the same utterances, one per batch, for each model."""
     totals = dict.fromkeys(jobs, 0.0)
-    for job in jobs.values():  # warm-up
-        job(nar_batches[0], ar_batches[0])
-    for nb, ab in zip(nar_batches, ar_batches, strict=True):  # interleaved, so drifts hit all methods
-        for name, job in jobs.items():
-            totals[name] += _time(lambda job=job, nb=nb, ab=ab: job(nb, ab))
+    for side, job in jobs.values():  # warm-up
+        job(batches[side][0])
+    for i in range(len(batches["nar"])):  # interleaved, so drifts hit all methods
+        for name, (side, job) in jobs.items():
+            totals[name] += _time(lambda job=job, b=batches[side][i]: job(b))
     return totals
+
+
+def speed_ratios(totals: dict[str, float]) -> dict[str, float]:
+    """The ratios ``bench decode`` reports, from per-method totals (seconds or operations)."""
+    return {
+        "maskctc_greedy_over_encoder": totals["maskctc_greedy"] / totals["encoder"],
+        "maskctc_beam10_over_beam1": totals["maskctc_beam10"] / totals["maskctc_beam1"],
+        "ar_beam10_over_maskctc_greedy": totals[AR_METHOD] / totals["maskctc_greedy"],
+        "ar_exact_over_beam_rule": totals[AR_EXACT] / totals[AR_METHOD],
+    }
 
 
 def throughput(model: Any, batches: list[dict], method: str) -> float:
@@ -107,6 +126,7 @@ def bench_decode(args: argparse.Namespace) -> dict:
     global _clock
     _clock = CLOCKS[args.clock]
     from kdlab.checkpoint import load_model_from_checkpoint
+    from kdlab.evaluate.flops import flops_per_method
     from kdlab.evaluate.sets import audio_seconds, load_records, make_batches, resolve_set
 
     nar, nar_tok, nar_cmvn, nar_cfg = load_model_from_checkpoint(args.nar)
@@ -119,8 +139,11 @@ def bench_decode(args: argparse.Namespace) -> dict:
     ar_batches = list(make_batches(records, ar_tok, ar_cmvn, args.max_frames))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    jobs, singles = decode_jobs(nar, ar), {"nar": nar_b1, "ar": ar_b1}
     try:
-        totals = time_batch1(nar, ar, nar_b1, ar_b1)
+        totals = time_batch1(jobs, singles)
+        gflops = flops_per_method({m: job for m, (_, job) in jobs.items()},
+                                  {m: singles[side] for m, (side, _) in jobs.items()})
         thr = {m: throughput(nar, nar_batches, m) for m in ("maskctc_greedy", "maskctc_beam10")}
         thr[AR_METHOD] = throughput(ar, ar_batches, AR_METHOD)
     finally:
@@ -128,10 +151,9 @@ def bench_decode(args: argparse.Namespace) -> dict:
     audio = sum(audio_seconds(b) for b in nar_b1)
     return {
         "utts": len(records), "audio_s": audio, "threads": 1, "clock": args.clock, "seconds": totals,
-        "maskctc_greedy_over_encoder": totals["maskctc_greedy"] / totals["encoder"],
-        "maskctc_beam10_over_beam1": totals["maskctc_beam10"] / totals["maskctc_beam1"],
-        "ar_beam10_over_maskctc_greedy": totals[AR_METHOD] / totals["maskctc_greedy"],
-        "ar_exact_over_beam_rule": totals[AR_EXACT] / totals[AR_METHOD],
+        **speed_ratios(totals),
+        "gflops": gflops,
+        "flops_ratios": speed_ratios(gflops),
         "rtf": {m: s / audio for m, s in totals.items()},
         "batched_x_realtime": thr,
     }
@@ -140,10 +162,16 @@ def bench_decode(args: argparse.Namespace) -> dict:
 def print_decode(res: dict) -> None:
     print(f"{res['utts']} utterances, {res['audio_s']:.1f} s of audio, 1 thread, batch 1, "
           f"{res['clock']} clock")
-    print(f"maskctc_greedy / encoder        {res['maskctc_greedy_over_encoder']:.3f}  (goal <= 1.3)")
-    print(f"maskctc_beam10 / maskctc_beam1  {res['maskctc_beam10_over_beam1']:.3f}  (goal <= 1.25)")
-    print(f"ar_beam10 / maskctc_greedy      {res['ar_beam10_over_maskctc_greedy']:.2f}  (paper ≈ 11)")
-    print(f"ar_beam10 exact / beam end rule {res['ar_exact_over_beam_rule']:.2f}")
+    ops = res["flops_ratios"]
+    print("time ratios (in brackets: the same ratio of floating-point operations)")
+    print(f"maskctc_greedy / encoder        {res['maskctc_greedy_over_encoder']:.3f}  "
+          f"[{ops['maskctc_greedy_over_encoder']:.3f}]  (goal <= 1.3)")
+    print(f"maskctc_beam10 / maskctc_beam1  {res['maskctc_beam10_over_beam1']:.3f}  "
+          f"[{ops['maskctc_beam10_over_beam1']:.3f}]  (goal <= 1.25)")
+    print(f"ar_beam10 / maskctc_greedy      {res['ar_beam10_over_maskctc_greedy']:.2f}  "
+          f"[{ops['ar_beam10_over_maskctc_greedy']:.2f}]  (paper ≈ 11)")
+    print(f"ar_beam10 exact / beam end rule {res['ar_exact_over_beam_rule']:.2f}  "
+          f"[{ops['ar_exact_over_beam_rule']:.2f}]")
     for m, rtf in res["rtf"].items():
         print(f"RTF {m:<18} {rtf:.4f}")
     for m, x in res["batched_x_realtime"].items():
