@@ -290,3 +290,37 @@ def test_decoder_logits_at_positions_match_the_full_pass(rel_pos: bool, abs_pos:
     assert torch.allclose(at, full.gather(1, pos[..., None].expand(-1, -1, 11)), atol=1e-5)
     with pytest.raises(ValueError, match="bidirectional"):
         tiny_decoder(True)(ys, lens, memory, mem_lens, positions=pos)
+
+
+def test_cpu_dropout_keeps_one_minus_p_and_rescales():
+    """Each of the four 15-bit fields of a draw keeps 1 − p of its elements; survivors are scaled by 1/(1 − p)."""
+    from kdlab.nn.dropout import dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(400_000)
+    y = dropout(x, 0.1, training=True)
+    kept = y != 0
+    per_field = kept.view(-1, 4).float().mean(dim=0)  # (4,) the four fields of each 64-bit draw
+    assert torch.all((per_field - 0.9).abs() < 0.004), per_field
+    assert torch.equal(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    assert dropout(x, 0.1, training=False) is x and dropout(x, 0.0, training=True) is x
+    odd = dropout(torch.ones(3, 5, 7), 0.5, training=True)  # 105 elements: not a multiple of four
+    assert odd.shape == (3, 5, 7) and set(odd.unique().tolist()) <= {0.0, 2.0}
+
+
+def test_cpu_dropout_follows_the_seed_and_its_gradient_is_the_mask():
+    from kdlab.nn.dropout import Dropout
+
+    layer = Dropout(0.3)
+    x = torch.randn(64, 48, requires_grad=True)
+    torch.manual_seed(5)
+    a = layer(x)
+    torch.manual_seed(5)
+    b = layer(x)
+    assert torch.equal(a, b) and not torch.equal(a, layer(x))
+    a.sum().backward()
+    assert torch.allclose(x.grad, (a != 0).float() / 0.7)
+    layer.eval()
+    assert layer(x) is x and repr(layer) == "Dropout(p=0.3)"
+    with pytest.raises(ValueError, match="dropout probability"):
+        Dropout(1.5)

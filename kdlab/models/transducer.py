@@ -29,6 +29,7 @@ from torch import nn
 from kdlab.models.base import JointCTCModel, check_targets
 from kdlab.models.config import ModelConfig
 from kdlab.models.ctc import ctc_loss
+from kdlab.nn.dropout import Dropout
 from kdlab.tokens import BLANK, SOS_EOS
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, N, P)
@@ -40,7 +41,7 @@ class Predictor(nn.Module):
     def __init__(self, vocab_size: int, dim: int, layers: int, dropout: float) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.lstm = nn.LSTM(dim, dim, num_layers=layers, batch_first=True,
                             dropout=dropout if layers > 1 else 0.0)
 

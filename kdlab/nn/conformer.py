@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from kdlab.nn.attention import RelPositionMultiHeadAttention
+from kdlab.nn.dropout import Dropout
 from kdlab.nn.masks import chunk_mask, length_mask
 from kdlab.nn.positional import RelativePositionalEncoding, sinusoid_table
 from kdlab.nn.subsampling import Conv2dSubsampling4
@@ -38,7 +39,7 @@ class FeedForward(nn.Module):
         self.w_1 = nn.Linear(d_model, ffn_dim)
         self.w_2 = nn.Linear(ffn_dim, d_model)
         self.activation = activation
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w_2(self.dropout(self.activation(self.w_1(x))))  # (B, T, D)
@@ -121,7 +122,7 @@ class ConformerBlock(nn.Module):
         self.norm_conv = nn.LayerNorm(d_model)
         self.norm_ff = nn.LayerNorm(d_model)
         self.norm_final = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, pos_emb: torch.Tensor, valid: torch.Tensor,
                 att_mask: torch.Tensor | None = None) -> torch.Tensor:

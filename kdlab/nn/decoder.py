@@ -20,6 +20,7 @@ from torch import nn
 
 from kdlab.nn.attention import MultiHeadAttention, RelPositionMultiHeadAttention, gather_positions
 from kdlab.nn.conformer import FeedForward
+from kdlab.nn.dropout import Dropout
 from kdlab.nn.masks import causal_mask, length_mask
 from kdlab.nn.positional import AbsolutePositionalEncoding, RelativePositionalEncoding, sinusoid_table
 
@@ -84,7 +85,7 @@ class DecoderLayer(nn.Module):
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def source(self, memory: torch.Tensor, memory_mask: torch.Tensor, group: int = 1) -> SourceKV:
         """The projected encoder output of this layer: memory (S, T', D), memory_mask (S, 1, T')."""

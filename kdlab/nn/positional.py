@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from kdlab.nn.dropout import Dropout
+
 
 def sinusoid_table(positions: torch.Tensor, d_model: int) -> torch.Tensor:
     """Sinusoids for (possibly negative) float ``positions`` (P,) -> (P, d_model).
@@ -39,7 +41,7 @@ class AbsolutePositionalEncoding(nn.Module):
         super().__init__()
         self.d_model = d_model
         self.scale = math.sqrt(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         # x: (B, L, D)
@@ -55,7 +57,7 @@ class RelativePositionalEncoding(nn.Module):
         super().__init__()
         self.d_model = d_model
         self.scale = math.sqrt(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # x: (B, T, D)
