@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from kdlab.reproduce.presets import PRESETS
 
     parser.add_argument("--preset", default="mini-en", choices=sorted(PRESETS),
-                        help="experiment size (default: mini-en, about 80 min on a 2-core CPU; docs/RESULTS.md)")
+                        help="experiment size (default: mini-en, about 75-80 min on a 2-core CPU; docs/RESULTS.md)")
     parser.add_argument("--out", default=None, help="run folder (default: runs/reproduce-<preset>)")
     parser.add_argument("--data-root", default=None, help="LibriSpeech / AISHELL-1 root for the real presets")
     parser.add_argument("--cache", default="data/cache", help="where corpora and features are kept")
