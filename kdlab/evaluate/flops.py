@@ -20,12 +20,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 def count_flops(job: Callable[[Any], Any], batches: Iterable[Any]) -> int:
     """Floating-point operations of ``job(batch)`` summed over ``batches`` (each run once, no timing)."""
-    total = 0
-    for batch in batches:
-        with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False) as counter:
+        for batch in batches:
             job(batch)
-        total += counter.get_total_flops()
-    return total
+    return counter.get_total_flops()
 
 
 def flops_per_method(jobs: dict[str, Callable[[Any], Any]], batches: dict[str, list]) -> dict[str, float]:

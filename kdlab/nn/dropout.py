@@ -19,11 +19,11 @@ FIELD_MASK = (1 << FIELD_BITS) - 1
 
 
 def keep_mask(shape: torch.Size, p: float, device: torch.device) -> torch.Tensor:
-    """Bool mask of ``shape`` with each element True with probability 1 − p (to within 2^-16)."""
+    """0/1 mask (int16) of ``shape``, each element 1 with probability 1 − p (to within 2^-16)."""
     n = shape.numel()
     draws = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_()  # [0, 2^63): 63 random bits
     fields = draws.view(torch.int16)[:n].bitwise_and_(FIELD_MASK)  # (n,) uniform on [0, 2^15)
-    return fields.ge_(round(p * (1 << FIELD_BITS))).view(shape).bool()
+    return fields.ge_(round(p * (1 << FIELD_BITS))).view(shape)  # in place: 1 where kept
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
