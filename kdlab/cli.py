@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("kdlab.reproduce.reproduce_cli", "run the paper's experiment end to end (resumable)"),
     "lab": ("kdlab.lab.lab_cli", "JupyterLab on the notebooks, with this environment as the kernel"),
     "demo": ("kdlab.lab.demo_cli", "classroom mode: one notebook as an app (prose, figures, widgets; no code)"),
+    "doctor": ("kdlab.env.doctor_cli",
+               "check the environment: torch/torchaudio pair, compiled ops, espeak-ng, browser, the lock"),
 }
 
 

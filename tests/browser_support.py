@@ -19,12 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdlab.env.browser import CHROMIUM, INSTALL_HINT
 from kdlab.lab.jupyter import lab_command, server_env, voila_command
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run", "--disable-quic"]
 MARKER = "[updated]"  # printed by every widget after it has drawn (see the widgets' update())
 GALLERY_MAX_BYTES = 200_000
 
@@ -379,10 +376,6 @@ def _shrink_png(path: Path, max_bytes: int) -> None:
         scale *= 0.8
 
 
-def launch_browser(playwright: Any) -> Any:
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-
-
 def python_has(module: str) -> bool:
     import importlib.util
 
@@ -392,7 +385,7 @@ def python_has(module: str) -> bool:
 def environment_skip_reason() -> str | None:
     """Why the browser test cannot run here (no Chromium, no playwright), or None."""
     if not CHROMIUM.exists():
-        return f"{CHROMIUM} not found (apt-get install -y chromium; .ci/run installs it)"
+        return f"{CHROMIUM} not found ({INSTALL_HINT})"
     if not python_has("playwright"):
         return "the Python package playwright is not installed (pip install -e '.[dev]')"
     return None

@@ -25,6 +25,7 @@ from typing import Any
 import browser_support as bs
 import pytest
 
+from kdlab.env.browser import launch_browser
 from kdlab.lab.jupyter import list_notebooks, resolve_notebook
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +69,7 @@ def playwright_api() -> Any:
 
 @pytest.fixture()
 def page_factory(playwright_api: Any) -> Any:
-    browser = bs.launch_browser(playwright_api)
+    browser = launch_browser(playwright_api)
     problems: list[str] = []
 
     def new_page() -> Any:
