@@ -21,8 +21,9 @@ from typing import Any
 
 from kdlab.env.browser import CHROMIUM, INSTALL_HINT
 from kdlab.lab.jupyter import lab_command, server_env, voila_command
+from kdlab.widgets.common import MARKER_CLASS
 
-MARKER = "[updated]"  # printed by every widget after it has drawn (see the widgets' update())
+MARKER = f".{MARKER_CLASS}"  # the invisible element every widget shows after it has drawn (widgets.common.show)
 GALLERY_MAX_BYTES = 200_000
 
 # JupyterLab user settings: no news/update toasts over the screenshots, every cell kept in the DOM.
@@ -152,7 +153,9 @@ OBSERVE_JS = """(root, marker) => {
     for (const m of muts) for (const n of m.addedNodes) {
       const text = n.textContent || '';
       if (text.includes('Traceback')) { state.error = text.trim().split('\\n').pop(); return; }
-      if (text.includes(marker)) { state.t1 = performance.now(); return; }
+      if (n.nodeType === 1 && (n.matches(marker) || n.querySelector(marker))) {
+        state.t1 = performance.now(); return;
+      }
     }
   });
   obs.observe(root, {childList: true, subtree: true, characterData: true});
@@ -176,7 +179,7 @@ def cell_state(cell: Any) -> CellState:
       const texts = [...out.querySelectorAll('.widget-html-content, .widget-output .jp-RenderedText, '
                                              + '.widget-label:not(.widget-readout), .jp-RenderedHTMLCommon')]
                     .filter(n => !n.closest('.widget-slider, .widget-dropdown, .widget-toggle-buttons'))
-                    .map(n => n.innerText.replace(/\\[updated\\]/g, '').trim());
+                    .map(n => n.innerText.trim());
       return {images: imgs, text: texts.join('\\n')};
     }""")
     return CellState(images=data["images"], text=data["text"])

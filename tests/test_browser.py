@@ -1,8 +1,8 @@
 """The notebooks in a real browser: JupyterLab (what ``kdlab lab`` serves) and Voilà (``kdlab demo``).
 
 For every notebook: open it, Run All, fail on any error output. Then move one control of 02 (p_thr), 03 (B),
-04 and 06, wait for the widget's "[updated]" marker (printed after it has drawn), and check that the figure
-(and for 02 the masked-token display) changed. The slider-move → new-figure latencies (browser clock) go to
+04 and 06, wait for the widget's invisible end-of-redraw marker (shown after it has drawn), and check that the
+figure (and for 02 the masked-token display) changed. The slider-move → new-figure latencies (browser clock) go to
 ``docs/gallery/latency.json`` and the main cell of each notebook to ``docs/gallery/NN_name.png``
 (``KDLAB_GALLERY_DIR`` writes them elsewhere). Notebooks run in smoke mode (``KDLAB_SMOKE=1``).
 
@@ -136,8 +136,8 @@ def finish_notebook(page: Any, stem: str) -> tuple[float, list[str]]:
     Screenshot into the gallery the main cell, as the notebook left it."""
     run_s = bs.wait_run_all(page)
     problems = [f"{stem}: {e}" for e in bs.notebook_model_errors(page) + bs.page_errors(page)]
-    if stem[:2] in INTERACTIONS and bs.MARKER not in page.locator(".jp-Notebook").inner_text():
-        problems.append(f"{stem}: no widget printed {bs.MARKER!r} after drawing")
+    if stem[:2] in INTERACTIONS and not page.locator(f".jp-Notebook {bs.MARKER}").count():
+        problems.append(f"{stem}: no widget showed its {bs.MARKER!r} marker after drawing")
     main = bs.main_cell(page)
     if main is None:
         problems.append(f"{stem}: no widget or figure to show")
@@ -198,7 +198,7 @@ def test_demo_in_voila(page_factory: Any, tmp_path: Path) -> None:
     (notebook,) = bs.copy_notebooks([source], tmp_path / "root")
     server, page = open_demo(page_factory, notebook, tmp_path)
     try:
-        page.get_by_text(bs.MARKER).first.wait_for(timeout=120_000)  # then the widgets render
+        page.locator(bs.MARKER).first.wait_for(state="attached", timeout=120_000)  # the widgets have drawn
         control = bs.find_control(page, re.compile(INTERACTIONS["02"].label, re.I))
         assert control is not None, "no p_thr slider in the demo page"
         before = bs.cell_state(bs.control_cell(control))
@@ -240,6 +240,6 @@ def write_latencies(records: dict[str, dict]) -> None:
     GALLERY.mkdir(parents=True, exist_ok=True)
     payload = {"measured": time.strftime("%Y-%m-%d"),
                "mode": f"KDLAB_SMOKE=1, JupyterLab, headless Chromium; run_all_s: {AT_ONCE} notebooks at once",
-               "latency_s": "control moved → the widget's [updated] marker shown (browser clock)",
+               "latency_s": "control moved → the widget's end-of-redraw marker shown (browser clock)",
                "notebooks": records}
     (GALLERY / "latency.json").write_text(json.dumps(payload, indent=1) + "\n")

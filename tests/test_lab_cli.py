@@ -20,6 +20,7 @@ from kdlab.lab.jupyter import (
     server_env,
     voila_command,
 )
+from kdlab.lab.workcopy import sync_copies
 
 
 def _notebook(path: Path) -> Path:
@@ -107,11 +108,42 @@ def _run_cli(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[list[str
     return caught.value.args
 
 
-def test_kdlab_lab_becomes_jupyterlab_on_the_folder(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cmd, env = _run_cli(["lab", "--notebooks", str(folder), "--port", "8899", "--no-browser"], monkeypatch)
+def test_kdlab_lab_becomes_jupyterlab_on_working_copies(folder: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "work"
+    argv = ["lab", "--notebooks", str(folder), "--workdir", str(work), "--port", "8899", "--no-browser"]
+    cmd, env = _run_cli(argv, monkeypatch)
     assert cmd[:3] == [sys.executable, "-m", "jupyterlab"]
-    assert f"--ServerApp.root_dir={folder.resolve()}" in cmd and "--ServerApp.port=8899" in cmd
+    assert f"--ServerApp.root_dir={work.resolve()}" in cmd and "--ServerApp.port=8899" in cmd
     assert env["JUPYTER_PATH"].split(os.pathsep)[0].endswith("share/jupyter") and "KDLAB_SMOKE" not in env
+    assert [p.name for p in list_notebooks(work)] == [p.name for p in list_notebooks(folder)]
+    cmd, _ = _run_cli(["lab", "--notebooks", str(folder), "--in-place", "--no-browser"], monkeypatch)
+    assert f"--ServerApp.root_dir={folder.resolve()}" in cmd
+
+
+def _edit(path: Path, text: str) -> None:
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell(text))
+    nbformat.write(nb, path)
+
+
+def test_working_copies_follow_the_shipped_notebooks_but_keep_a_students_edits(folder: Path,
+                                                                               tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    assert len(sync_copies(folder, work)) == 3 and sync_copies(folder, work) == []
+    nb = nbformat.read(work / "01_ctc_alignment.ipynb", as_version=4)
+    nb.cells[0].outputs = []  # a run and a save change outputs only: the copy still counts as unedited
+    nb.metadata["saved"] = True
+    nbformat.write(nb, work / "01_ctc_alignment.ipynb")
+    _edit(work / "02_maskctc_masking.ipynb", "my notes")
+    _edit(folder / "01_ctc_alignment.ipynb", "new upstream cell")
+    _edit(folder / "02_maskctc_masking.ipynb", "new upstream cell")
+    report = sync_copies(folder, work)
+    assert report[0] == f"01_ctc_alignment.ipynb: updated from {folder.name}/"
+    assert report[1].startswith("02_maskctc_masking.ipynb changed") and "edited copy is kept" in report[1]
+    assert "new upstream cell" in (work / "01_ctc_alignment.ipynb").read_text()
+    assert "my notes" in (work / "02_maskctc_masking.ipynb").read_text()
+    assert "new upstream cell" not in (work / "02_maskctc_masking.ipynb").read_text()
 
 
 def test_kdlab_demo_becomes_voila_on_one_notebook(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:

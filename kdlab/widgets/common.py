@@ -1,5 +1,6 @@
-"""What every widget shares: the figure-to-image step, the redraw with its ``[updated]`` marker (a browser
-test waits for it) and the utterance dropdown entries."""
+"""What every widget shares: the figure-to-image step, the redraw with its invisible end-of-redraw marker (an
+empty ``<span class="kdlab-updated">``: a browser test waits for it, a reader never sees it) and the utterance
+dropdown entries."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from matplotlib.figure import Figure
 
 from kdlab.explore.utterance import Utterance
 
-MARKER = "[updated]"
-WIDGET_DPI = 72
+MARKER_CLASS = "kdlab-updated"
+MARKER = {"output_type": "display_data", "metadata": {},
+          "data": {"text/html": f'<span class="{MARKER_CLASS}"></span>', "text/plain": ""}}
+WIDGET_DPI = 100
 
 
 def figure_image(fig: Figure, dpi: int = WIDGET_DPI) -> Image:
@@ -27,13 +30,13 @@ def figure_image(fig: Figure, dpi: int = WIDGET_DPI) -> Image:
 
 def show(output: w.Output, *items: object) -> None:
     """Replace ``output``'s content with ``items`` (strings as printed text, the rest as rich displays) and the
-    marker a browser test waits for, in one update of the widget's ``outputs``.
+    invisible marker a browser test waits for, in one update of the widget's ``outputs``.
 
     The outputs are set on the widget rather than displayed inside ``with output:``. A display captured by an
     Output widget while a notebook runs under nbclient (Voilà's ``kdlab demo``, executed notebooks) makes the
     client send the widget's state back to the kernel on the shell channel, and that send can leave the
     cell's execute reply unnoticed until a timeout: forever in Voilà, whose page then never appears."""
-    output.outputs = tuple(_output_entry(item) for item in (*items, MARKER))
+    output.outputs = (*(_output_entry(item) for item in items), MARKER)
 
 
 def _output_entry(item: object) -> dict:
