@@ -2,9 +2,10 @@
 
 For every notebook: open it, Run All, fail on any error output. Then move one control of 02 (p_thr), 03 (B),
 04 and 06, wait for the widget's invisible end-of-redraw marker (shown after it has drawn), and check that the
-figure (and for 02 the masked-token display) changed. The slider-move → new-figure latencies (browser clock) go to
-``docs/gallery/latency.json`` and the main cell of each notebook to ``docs/gallery/NN_name.png``
-(``KDLAB_GALLERY_DIR`` writes them elsewhere). Notebooks run in smoke mode (``KDLAB_SMOKE=1``).
+figure (and for 02 the masked-token display) changed. The slider-move → new-figure latencies (browser clock)
+go to ``latency.json`` and the main cell of each notebook to ``NN_name.png`` in a temporary folder, or in
+``KDLAB_GALLERY_DIR`` (``KDLAB_GALLERY_DIR=docs/gallery`` refreshes the committed gallery). Notebooks run in
+smoke mode (``KDLAB_SMOKE=1``).
 
 Needs the system Chromium (``apt-get install -y chromium``; ``.ci/run`` installs it) and the PyPI
 ``playwright`` package (dev extras); skips when either is missing.
@@ -16,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +32,8 @@ from kdlab.lab.jupyter import list_notebooks, resolve_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-GALLERY = Path(os.environ.get("KDLAB_GALLERY_DIR", REPO / "docs" / "gallery"))
+# The suite writes only into temporary folders; KDLAB_GALLERY_DIR=docs/gallery refreshes the committed gallery.
+GALLERY = Path(os.environ.get("KDLAB_GALLERY_DIR") or tempfile.mkdtemp(prefix="kdlab-gallery-"))
 VIEWPORT = {"width": 1200, "height": 1400}
 AT_ONCE = 3  # notebooks running at the same time (page loads, kernel starts and model loads overlap)
 
