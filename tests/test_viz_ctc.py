@@ -165,3 +165,13 @@ def test_tables_and_inspector(teacher, view):
     bars = fig.axes[1].patches
     assert [b.get_width() for b in bars] == pytest.approx([p for _, p in top])
     assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == [s for s, _ in top]  # best on top
+
+
+def test_emission_heatmaps_have_a_colour_bar(teacher, view):
+    labels = teacher.pieces(range(view.out.ctc_logp.size(1)))
+    for log, label in ((False, "p(token | frame)"), (True, "log p(token | frame)")):
+        fig = vc.emission_figure(view.out.ctc_logp, labels, log=log)
+        assert len(fig.axes) == 2 and fig.axes[1].get_ylabel() == label
+    top = [(teacher.piece(i), p) for i, p in sg.top_tokens(view.out.ctc_logp, 3)]
+    fig = vc.frame_inspector_figure(view.out.ctc_logp, labels, sg.emission_rows(view.out.ctc_logp, 12), 3, top)
+    assert len(fig.axes) == 3 and fig.axes[2].get_ylabel() == "p(token | frame)"

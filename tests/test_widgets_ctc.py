@@ -70,3 +70,9 @@ def test_widgets_start_on_the_requested_utterance(teacher, utts):
     assert FrameInspector(teacher, utts, utterance="no-such-id").last["id"] == utts[0].id
     with pytest.raises(ValueError, match="no utterances"):
         FrameInspector(teacher, [])
+
+
+def test_controls_are_enabled_when_they_can_act(teacher, utts):
+    picker, inspector = UtterancePicker(teacher, utts), FrameInspector(teacher, utts)
+    assert not picker.controls["segment"].disabled and "play one aligned word" in picker.controls["segment"].tooltip
+    assert not inspector.controls["frame"].disabled and inspector.controls["frame"].tooltip == "the frame to inspect"

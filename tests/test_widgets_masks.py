@@ -72,3 +72,35 @@ def test_model_and_utterance_switch(walk, utts):
 def test_starts_on_the_requested_utterance(utts):
     walk = MaskingWalk(utts, models=STUDENTS[1:], model=STUDENTS[1], utterance=utts[1].id, p_thr=0.9, K=1)
     assert walk.last["id"] == utts[1].id and walk.last["p_thr"] == pytest.approx(0.9) and walk.last["K"] == 1
+
+
+def test_controls_that_cannot_act_are_disabled_with_a_reason(utts):
+    walk = MaskingWalk(utts, models=STUDENTS[:1], model=STUDENTS[0], p_thr=0.99, K=2)
+    c = walk.controls
+    assert walk.last["n_masked"] > 0
+    assert not c["K"].disabled and not c["step"].disabled and not c["finish"].disabled
+    assert c["reset"].disabled and "already" in c["reset"].tooltip  # nothing to undo yet
+    walk.step()
+    assert not c["reset"].disabled
+    walk.step(10**6)
+    assert walk.last["done"] and c["step"].disabled and c["finish"].disabled
+    assert "every mask is filled" in c["step"].tooltip
+    walk.reset()
+    assert not c["step"].disabled and c["reset"].disabled
+    for p in (0.5, 0.9, 0.999):  # K can act exactly when something is masked
+        c["p_thr"].value = p
+        nothing = walk.last["n_masked"] == 0
+        assert c["K"].disabled == nothing and c["step"].disabled == nothing
+        assert ("nothing is masked" in c["K"].tooltip) == nothing
+
+
+def test_k_acts_before_the_first_step(utts):
+    """Before "step", K changes the iteration count shown (⌈N/K⌉, eq 5), so it is never inert there."""
+    from kdlab.explore.masking import iterations_needed
+
+    walk = MaskingWalk(utts, models=STUDENTS[:1], model=STUDENTS[0], p_thr=0.999, K=1)
+    n = walk.last["n_masked"]
+    for k in (1, 3):
+        walk.controls["K"].value = k
+        shown = walk.output.outputs[0]["data"]["text/html"]
+        assert f"K = {k}: {iterations_needed(n, k)} iteration(s)" in shown

@@ -233,3 +233,94 @@ def ctc_view(m: LoadedModel, utt: Utterance) -> CTCView:
     except ValueError:  # a reference longer than the frames allow has no alignment
         segments = []
     return CTCView(utt, out, result, path, ref, segments)
+
+
+# ---------------------------------------------------------------- computed statements about one utterance
+class BlankShare(NamedTuple):
+    """How much of an utterance CTC spends in blank: ``top`` = share of frames whose most probable symbol is
+    blank, ``sure`` = share with p(blank) > ``threshold``, ``token_run`` = mean length (frames) of a run of one
+    token on the greedy path (eq 3's repeats that η merges)."""
+
+    n_frames: int
+    top: float
+    sure: float
+    threshold: float
+    token_run: float
+
+
+def token_runs(frame_ids: Sequence[int]) -> list[int]:
+    """Lengths of the runs of one non-blank symbol along a frame path (``a a ∅ b`` → ``[2, 1]``)."""
+    runs: list[int] = []
+    prev: int | None = None
+    for s in frame_ids:
+        if s != BLANK and s == prev:
+            runs[-1] += 1
+        elif s != BLANK:
+            runs.append(1)
+        prev = s
+    return runs
+
+
+def blank_share(ctc_logp: torch.Tensor, threshold: float = 0.9) -> BlankShare:
+    """:class:`BlankShare` of CTC log-posteriors (T', V)."""
+    probs = ctc_logp.exp()  # (T', V)
+    best = probs.argmax(dim=1)  # (T',)
+    runs = token_runs(best.tolist())
+    n = max(probs.size(0), 1)
+    return BlankShare(probs.size(0), float((best == BLANK).sum()) / n, float((probs[:, BLANK] > threshold).sum()) / n,
+                      threshold, sum(runs) / len(runs) if runs else 0.0)
+
+
+def blank_line(s: BlankShare) -> str:
+    """One printed line on where the frames' probability mass goes, with its verdict."""
+    most = "yes" if s.top > 0.5 else "no"
+    return (f"blank is the most probable symbol on {s.top:.0%} of the {s.n_frames} frames (p(blank) > "
+            f"{s.threshold:g} on {s.sure:.0%}); a token holds the argmax for {s.token_run:.1f} frames in a row on "
+            f"average. Blank wins on most frames: {most}")
+
+
+def mean_entropy(ctc_logp: torch.Tensor) -> float:
+    """Mean entropy (nats) of the per-frame distributions p_ctc(z_t | H) of eq 3: lower = sharper spikes."""
+    return float(-(ctc_logp.exp() * ctc_logp).sum(dim=1).mean())
+
+
+def difference_line(differ: Sequence[int], n_frames: int, word_errors: int) -> str:
+    """One printed line comparing the greedy path with the forced path (eq 3), with the greedy words' verdict."""
+    words = "yes" if word_errors == 0 else f"no ({word_errors} word errors)"
+    return f"{len(differ)} of {n_frames} frames differ: {list(differ)}; greedy CTC's words match the reference: {words}"
+
+
+def window_line(differ: Sequence[int], window: tuple[int, int]) -> str:
+    """What :func:`window_around` chose: the window around the first difference, or the start when none."""
+    a, b = window
+    if differ:
+        return f"frames {a}–{b - 1}, around the first disagreement (frame {differ[0]})"
+    return f"no frame differs: frames {a}–{b - 1}, the start of the utterance"
+
+
+def blank_near_misses(ctc_logp: torch.Tensor, floor: float = 0.3) -> list[tuple[int, int, float]]:
+    """Frames where blank is the most probable symbol but a token still has p > ``floor``:
+    ``(frame, token id, p)`` with the most probable such token."""
+    probs = ctc_logp.exp().clone()  # (T', V)
+    blank_wins = probs.argmax(dim=1) == BLANK  # (T',)
+    probs[:, BLANK] = 0
+    p, tok = probs.max(dim=1)  # (T',)
+    return [(t, int(tok[t]), float(p[t])) for t in range(probs.size(0)) if blank_wins[t] and p[t] > floor]
+
+
+def distance_to_segments(segments: Sequence[Segment], frame: int) -> int:
+    """Frames from ``frame`` to the nearest forced-alignment segment (0 inside one; -1 when there is none)."""
+    if not segments:
+        return -1
+    return min(0 if s.start <= frame < s.end else (s.start - frame if frame < s.start else frame - s.end + 1)
+               for s in segments)
+
+
+def near_miss_lines(m: LoadedModel, v: CTCView, floor: float = 0.3) -> list[str]:
+    """One line per :func:`blank_near_misses` frame: the token, its probability and how far the frame lies
+    from the nearest forced-alignment segment; a stated line when there is no such frame."""
+    misses = blank_near_misses(v.out.ctc_logp, floor)
+    if not misses:
+        return [f"no frame of {v.utt.id} where blank wins and a token has p > {floor:g}"]
+    return [f"frame {t}: blank wins, {m.piece(tok)!r} has p = {p:.2f}; "
+            f"{distance_to_segments(v.segments, t)} frame(s) from the nearest forced segment" for t, tok, p in misses]

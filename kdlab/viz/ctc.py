@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 from matplotlib.patches import Rectangle
 
 BLANK_COLOUR = "#d62728"
@@ -60,10 +61,12 @@ def fbank_figure(fbank: torch.Tensor | np.ndarray, frame_shift_s: float = 0.01, 
 
 
 def _draw_emission(ax: Axes, probs: np.ndarray, labels: Sequence[str], rows: Sequence[int], log: bool,
-                   blank: int) -> None:
+                   blank: int) -> AxesImage:
+    """The heatmap of ``probs`` (T', V) on ``ax`` (rows ``rows``, blank's label red); returns the image for a
+    colour bar."""
     img = np.log(np.clip(probs[:, rows], 1e-8, 1)) if log else probs[:, rows]  # (T', R)
-    ax.imshow(img.T, aspect="auto", origin="upper", cmap="viridis", interpolation="nearest",
-              vmin=-8 if log else 0, vmax=0 if log else 1)
+    im = ax.imshow(img.T, aspect="auto", origin="upper", cmap="viridis", interpolation="nearest",
+                   vmin=-8 if log else 0, vmax=0 if log else 1)
     ax.set_yticks(range(len(rows)), [labels[r] for r in rows], fontsize=max(4, min(9, 400 // max(len(rows), 1))))
     for tick, r in zip(ax.get_yticklabels(), rows, strict=True):
         if r == blank:
@@ -74,6 +77,11 @@ def _draw_emission(ax: Axes, probs: np.ndarray, labels: Sequence[str], rows: Seq
         ax.axhline(i - 0.5, color=BLANK_COLOUR, lw=0.8)
         ax.axhline(i + 0.5, color=BLANK_COLOUR, lw=0.8)
     ax.set_ylabel("token")
+    return im
+
+
+def _colour_bar(fig: Figure, im: AxesImage, ax: Axes, log: bool) -> None:
+    fig.colorbar(im, ax=ax, label="log p(token | frame)" if log else "p(token | frame)", pad=0.01, fraction=0.03)
 
 
 def emission_figure(ctc_logp: torch.Tensor | np.ndarray, labels: Sequence[str], rows: Sequence[int] | None = None,
@@ -87,7 +95,7 @@ def emission_figure(ctc_logp: torch.Tensor | np.ndarray, labels: Sequence[str], 
     rows = list(range(logp.shape[1])) if rows is None else list(rows)
     fig = Figure(figsize=(12, max(3.0, 0.11 * len(rows) + 1.0)), layout="constrained")
     ax = fig.add_subplot()
-    _draw_emission(ax, np.exp(logp), labels, rows, log, blank)
+    _colour_bar(fig, _draw_emission(ax, np.exp(logp), labels, rows, log, blank), ax, log)
     if marker is not None:
         ax.axvline(marker, color="white", lw=1.2, ls="--")
     ax.set_xlabel("encoder frame")
@@ -272,7 +280,7 @@ def frame_inspector_figure(ctc_logp: torch.Tensor | np.ndarray, labels: Sequence
     fig = Figure(figsize=(12, max(3.0, 0.13 * len(rows) + 0.9)))
     ax_e, ax_k = fig.subplots(1, 2, width_ratios=(4.2, 1))
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.9, wspace=0.18)
-    _draw_emission(ax_e, np.exp(logp), labels, rows, False, blank)
+    _colour_bar(fig, _draw_emission(ax_e, np.exp(logp), labels, rows, False, blank), ax_e, False)
     ax_e.axvline(frame, color="white", lw=1.2, ls="--")
     ax_e.set_xlabel("encoder frame")
     ax_e.set_title(title or f"frame {frame}", fontsize=10)

@@ -76,6 +76,9 @@ class UtterancePicker:
         self.controls["segment"].options = [("(whole utterance)", self.WHOLE)] + [
             (f"{i}: {s.label}", i) for i, s in enumerate(words)]
         self.controls["segment"].value = self.WHOLE
+        self.controls["segment"].disabled = not words
+        self.controls["segment"].tooltip = ("the reference has no forced alignment here: no word to play" if not words
+                                            else "play one aligned word, highlighted in the figure")
         self._busy = False
         self.update()
 
@@ -130,6 +133,8 @@ class FrameInspector:
         slider = self.controls["frame"]
         slider.max = max(v.n_frames - 1, 0)
         slider.value = min(slider.value, slider.max)
+        slider.disabled = v.n_frames <= 1
+        slider.tooltip = "a single frame: nothing to move to" if slider.disabled else "the frame to inspect"
         self._busy = False
         self.update()
 

@@ -3,7 +3,9 @@ tokens get masked, then step through the easy-first iterations (K tokens each) u
 scored against the reference.
 
 Encoder outputs are cached per (model, utterance); re-masking at a new p_thr only recolours; the Mask-CTC
-trace is computed once per (model, utterance, p_thr, K), on the first step.
+trace is computed once per (model, utterance, p_thr, K), on the first step. Before the first step K acts on
+the iteration count shown (⌈N/K⌉, eq 5); a control that cannot act in the current state (K and step with
+nothing masked, step when every mask is filled, reset at the start) is disabled, its tooltip saying why.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from kdlab.explore.masking import (
     Fill,
     all_fills,
     final_tokens,
+    iterations_needed,
     masked_pieces,
     masks_at,
     shipped_students,
@@ -132,13 +135,32 @@ class MaskingWalk:
                      "step": self.steps, "fills": [], "tokens": [MASK if h else t for t, h in
                                                              zip(res.tokens, masked, strict=True)],
                      "done": not any(masked), "hypothesis": None, "ops": None}
-        items: list[object] = [HTML(f"<b>{mask_summary(masked, p_thr)}</b>"), conf]
+        n_iter = iterations_needed(sum(masked), self.last["K"])
+        plan = f" · K = {self.last['K']}: {n_iter} iteration(s) (CMLM calls) to fill them" if any(masked) else ""
+        items: list[object] = [HTML(f"<b>{mask_summary(masked, p_thr)}</b>{plan}"), conf]
         if self.steps > 0 or not any(masked):
             items += self._walk(m, pieces, masked)
         else:
             items.append(HTML("CMLM input y_obs: " + sequence_html(masked_pieces(m, res.tokens, masked), masked)
                               + "press <b>step</b> to fill the easiest masks"))
+        self._enable(sum(masked), self.steps >= n_iter)
         show(self.output, *items)
+
+    def _enable(self, n_masked: int, done: bool) -> None:
+        """Disable the controls that cannot act now, each with a tooltip saying why (enabled ones say what
+        they do)."""
+        c, nothing = self.controls, n_masked == 0
+        c["K"].disabled = nothing
+        c["K"].tooltip = ("nothing is masked at this p_thr: K has nothing to fill" if nothing else
+                          "masks filled per iteration (eq 5); changing it restarts the walk")
+        for name in ("step", "finish"):
+            c[name].disabled = done
+            c[name].tooltip = ("nothing is masked at this p_thr" if nothing else
+                               "every mask is filled: reset, or change p_thr or K" if done else
+                               "fill the next K masks" if name == "step" else "fill every remaining mask")
+        c["reset"].disabled = self.steps == 0
+        c["reset"].tooltip = ("already at the masked CTC output" if self.steps == 0
+                              else "back to the masked CTC output")
 
     def _walk(self, m: LoadedModel, pieces: list[str], masked: list[bool]) -> list[object]:
         tr = self.trace()
