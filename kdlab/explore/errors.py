@@ -254,3 +254,96 @@ def pair_models(utts: pd.DataFrame, x: str, y: str, value: str = "errors", set_n
     both = xs.merge(ys, left_index=True, right_index=True, how="inner", suffixes=("_x", "_y"))
     both["diff"] = both[f"{value}_y"] - both[f"{value}_x"]
     return both
+
+
+# ----------------------------------------------------------------------------- does KD help the smaller student more?
+
+SIZE_PAIRS = {"same": ("student-same-ljca", "student-same-skd"),
+              "smaller": ("student-smaller-ljca", "student-smaller-skd")}  # size -> (L_jca, KD) short names
+
+
+@dataclass(frozen=True)
+class KDGain:
+    """One size's L_jca and KD student on one set and method: error rates (%) and Table 1's relative reduction."""
+
+    size: str  # same | smaller
+    set: str
+    method: str
+    ljca: float
+    kd: float
+
+    @property
+    def reduction(self) -> float:
+        """Relative error reduction of KD against L_jca in % (positive: the KD student makes fewer errors)."""
+        return 100.0 * (self.ljca - self.kd) / self.ljca if self.ljca > 0 else 0.0
+
+
+def gains_from_summary(summary: pd.DataFrame, pairs: dict[str, tuple[str, str]] = SIZE_PAIRS) -> list[KDGain]:
+    """KD gains per size and set from :func:`summary_table` (the students' Table 1 method, decoded here);
+    sizes whose two students were not both decoded are left out."""
+    rates = {(r["model"], r["set"]): float(r["rate"]) for _, r in summary.iterrows()}
+    sets = list(dict.fromkeys(summary["set"]))
+    return [KDGain(size, s, table1_method("maskctc"), rates[(base, s)], rates[(kd, s)])
+            for size, (base, kd) in pairs.items() for s in sets if (base, s) in rates and (kd, s) in rates]
+
+
+def gains_from_cards(corpus: str = "mini-en", sets: Sequence[str] = tuple(SET_FILES),
+                     methods: Sequence[str] = ("maskctc_beam10", "ctc_greedy"),
+                     pairs: dict[str, tuple[str, str]] = SIZE_PAIRS) -> list[KDGain]:
+    """KD gains on the full test sets, from the shipped models' cards (measured by ``kdlab reproduce``), for
+    Mask-CTC beam 10 (Table 1) and greedy CTC (eq 3: the branch that fixes the length)."""
+    from kdlab.pretrained.store import card, parse_spec
+
+    def rate(name: str, s: str, method: str) -> float | None:
+        found = card(*parse_spec(f"{corpus}/{name}")).get("results", {}).get(s, {}).get(method)
+        return None if found is None else float(found["rate"])
+
+    out = []
+    for method in methods:
+        for size, (base, kd) in pairs.items():
+            for s in sets:
+                a, b = rate(base, s, method), rate(kd, s, method)
+                if a is not None and b is not None:
+                    out.append(KDGain(size, s, method, a, b))
+    return out
+
+
+def gain_table(gains: Sequence[KDGain]) -> pd.DataFrame:
+    """One row per gain: size, set, method, L_jca and KD error rates, relative reduction (%)."""
+    return pd.DataFrame([{"size": g.size, "set": g.set, "method": g.method, "L_jca %": round(g.ljca, 2),
+                          "KD %": round(g.kd, 2), "rel. red. %": round(g.reduction, 1)} for g in gains])
+
+
+def smaller_gain_verdicts(gains: Sequence[KDGain]) -> list[str]:
+    """Per (set, method) with both sizes: does KD reduce the ~9x smaller student's error more (relatively)
+    than the same-size one's? The paper (Table 1) reports relative reductions for both sizes."""
+    by = {(g.set, g.method, g.size): g for g in gains}
+    lines = []
+    for s, method in dict.fromkeys((g.set, g.method) for g in gains):
+        same, small = by.get((s, method, "same")), by.get((s, method, "smaller"))
+        if same is None or small is None:
+            continue
+        more = small.reduction > same.reduction
+        lines.append(f"{s}, {method}: KD's relative reduction same size {same.reduction:+.1f} % "
+                     f"({same.ljca:.2f} → {same.kd:.2f}), smaller {small.reduction:+.1f} % "
+                     f"({small.ljca:.2f} → {small.kd:.2f}); does KD help the smaller student more? "
+                     f"{'yes' if more else 'no'}; does it help the smaller one at all? "
+                     f"{'yes' if small.reduction > 0 else 'no'}")
+    return lines
+
+
+def pair_verdict(utts: pd.DataFrame, x: str, y: str, value: str = "errors") -> str:
+    """One line from :func:`pair_models`: on how many utterances ``y`` has fewer, more or as many ``value``
+    as ``x`` (the points under, above and on the diagonal of the comparison scatter)."""
+    diff = pair_models(utts, x, y, value)["diff"]
+    return (f"{y} against {x}, {value} per utterance: fewer on {int((diff < 0).sum())}, more on "
+            f"{int((diff > 0).sum())}, as many on {int((diff == 0).sum())} of {len(diff)} utterances")
+
+
+def size_gains(pairs: dict[str, Sequence[str]], sets: Sequence[str] = tuple(SET_FILES), source: str = "check",
+               limit: int | None = None) -> list[KDGain]:
+    """Decode each size's (L_jca, KD) pair of shipped students (``{"same": [ljca spec, kd spec], …}``; cached)
+    and return their KD gains per set (:func:`gains_from_summary`)."""
+    specs = [spec for pair in pairs.values() for spec in pair]
+    summary = summary_table(utterance_table(decode_all(specs, sets, source, limit)))
+    return gains_from_summary(summary, {size: (short_name(a), short_name(b)) for size, (a, b) in pairs.items()})

@@ -65,3 +65,9 @@ def path_kl(teacher: LatticeView, student: LatticeView) -> dict[str, float]:
     return {"model": student.name, "KL on teacher path": round(float(kl[path].mean()), 4),
             "KL whole lattice": round(float(kl.mean()), 4),
             "path nodes shared %": round(100.0 * float(shared) / float(path.sum()), 1)}
+
+
+def lowest(rows: list[dict], column: str, key: str = "model") -> str:
+    """One line: the rows ordered by ``column``, lowest first (e.g. the students' KL on the teacher's path)."""
+    ranked = sorted(rows, key=lambda r: r[column])
+    return f"{column}, lowest first: " + " < ".join(f"{r[key]} ({r[column]})" for r in ranked)

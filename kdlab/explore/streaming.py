@@ -75,3 +75,11 @@ def emission_summary(name: str, chunk_size: int, found: list[Emission]) -> dict[
 def timeline_rows(found: dict[str, list[Emission]]) -> dict[str, list[tuple[str, float, float]]]:
     """{model: [(piece, first-frame time s, emission time s), …]} for ``kdlab.viz.families.emission_timeline``."""
     return {name: [(e.piece, e.frame * FRAME_S, e.emitted_s) for e in ems] for name, ems in found.items()}
+
+
+def delays_within_latency(found: list[Emission], chunk_size: int) -> bool:
+    """Whether every token's emission delay is at most the chunk's algorithmic latency (chunk duration + the
+    subsampling look-ahead, :func:`kdlab.search.streaming.latency_ms`): a token waits at most for the rest of
+    its own chunk."""
+    bound = latency_ms(chunk_size) + 1e-6
+    return all(e.delay_s * 1000 <= bound for e in found)

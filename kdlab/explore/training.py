@@ -436,3 +436,94 @@ def table1_rows(results: dict[str, dict[str, dict]], runs: dict[str, RunInfo]) -
                 row[f"{s} rel. red. %"] = None if red is None else round(red, 1)
         rows.append(row)
     return rows
+
+
+# ----------------------------------------------------------------------------- verdicts and the shipped Table 1
+
+SHIPPED_MODELS = ("teacher", "student-same-ljca", "student-same-skd", "student-smaller-ljca", "student-smaller-skd")
+RECOGNISES_BELOW = 50.0  # an error rate (%) under which a model counts as recognising speech
+
+
+def check_weights(weights: KDWeights, stage: int) -> None:
+    """Refuse weights that make every KD term of eq 13 vanish: with γ_enc·β = γ_dec·β = 0 for all β (eq 10)
+    nothing is distilled and the run would be the L_jca baseline (train that with criterion ``ljca``)."""
+    from kdlab.kd.losses import term_weights
+
+    used = term_weights(weights.beta_f, weights.beta_s, weights.gamma_enc, weights.gamma_dec)
+    if not any(used.values()):
+        raise ValueError(f"stage {stage}: every KD weight of eq 13 is zero ({weights.label()}): nothing to "
+                         "distil; that run is the L_jca baseline")
+
+
+def _rate_column(row: dict, set_name: str) -> str | None:
+    """The error-rate column of ``set_name`` in a Table 1 row (``<set> WER`` or ``<set> CER``)."""
+    return next((f"{set_name} {u}" for u in ("WER", "CER") if f"{set_name} {u}" in row), None)
+
+
+def student_rates(rows: Sequence[dict], set_name: str) -> dict[str, float]:
+    """{row label: error rate} of the Mask-CTC students (every row but the AR teacher's) on ``set_name``."""
+    out = {}
+    for r in rows:
+        col = _rate_column(r, set_name)
+        if r["model"] != "AR" and col is not None and r[col] is not None:
+            out[f"{r['model']} {r['criterion']} {r.get('KD weights', '')}".strip()] = float(r[col])
+    return out
+
+
+def recognition_verdict(rows: Sequence[dict], set_name: str = "test", limit: float = RECOGNISES_BELOW) -> str:
+    """One line computed from a Table 1 analogue: how many students stay under ``limit`` % error on
+    ``set_name``, i.e. recognise speech at all (Table 1's A column)."""
+    rates = student_rates(rows, set_name)
+    if not rates:
+        return f"no student decoded on {set_name}"
+    good = sum(r < limit for r in rates.values())
+    span = f"{min(rates.values()):.2f}–{max(rates.values()):.2f} %"
+    if good == len(rates):
+        return f"{set_name}: every student under {limit:g} % ({span}): they recognise speech"
+    if good == 0:
+        return (f"{set_name}: no student under {limit:g} % ({span}): runs this short do not recognise speech yet, "
+                "so their KD comparison below says nothing about distillation")
+    return f"{set_name}: {good} of {len(rates)} students under {limit:g} % ({span})"
+
+
+def kd_verdicts(rows: Sequence[dict], set_name: str) -> list[str]:
+    """Per KD student row: is its error rate on ``set_name`` below the L_jca student's of the same size
+    (the relative reduction of Table 1, positive when KD helps)?"""
+    from kdlab.reproduce.report import relative_reduction
+
+    base = {r["model"]: r for r in rows if r["criterion"] == "L_jca" and r["model"] != "AR"}
+    lines = []
+    for r in rows:
+        col = _rate_column(r, set_name)
+        if r["criterion"] == "L_jca" or r["model"] not in base or col is None:
+            continue
+        a, b = float(r[col]), float(base[r["model"]][col])
+        red = relative_reduction(b, a)
+        red_text = "" if red is None else f", rel. red. {red:+.1f} %"
+        lines.append(f"{set_name}, {r['model']}: {r['criterion']} {a:.2f} below L_jca {b:.2f}{red_text}? "
+                     f"{'yes' if a < b else 'no'}")
+    return lines
+
+
+def shipped_table1(corpus: str = "mini-en", sets: Sequence[str] = ("test-clean", "test-other")) -> list[dict]:
+    """The paper's Table 1 for the shipped models, from their cards (full test sets, measured by ``kdlab
+    reproduce``): teacher with joint CTC/attention beam 10, students with Mask-CTC beam 10 (Algorithm 1)."""
+    from kdlab.pretrained.store import available, card, parse_spec
+    from kdlab.reproduce.report import CRITERION_LABEL, SIZE_LABEL
+
+    rows = []
+    for name in SHIPPED_MODELS:
+        if f"{corpus}/{name}" not in available():
+            continue
+        c = card(*parse_spec(f"{corpus}/{name}"))
+        size, criterion = ("AR", "ljca") if name == "teacher" else name.split("-")[1:]
+        row = {"model": SIZE_LABEL.get(size, size), "criterion": CRITERION_LABEL[criterion],
+               "params M": round(c["params"]["total"] / 1e6, 2)}
+        method = "attention_beam10" if name == "teacher" else "maskctc_beam10"
+        for s in sets:
+            res = c.get("results", {}).get(s, {}).get(method)
+            unit = "WER" if c.get("unit", "word") == "word" else "CER"
+            row[f"{s} {unit}"] = None if res is None else round(res["rate"], 2)
+            row[f"{s} I+D"] = None if res is None else round(res["i_plus_d"], 2)
+        rows.append(row)
+    return rows

@@ -75,11 +75,21 @@ class ErrorExplorer:
             parts.append(side_by_side_html(ref, alignments, title=f"{set_name} · {uid}"))
         return "".join(parts) + (legend_html() if parts else "")
 
+    def _enable_alignments(self, matches: int) -> None:
+        """The alignments slider only changes what is shown when more than one utterance matches: disabled,
+        with a tooltip saying why, otherwise."""
+        slider = self.controls["alignments"]
+        slider.disabled = matches <= 1
+        found = "no utterance matches" if matches == 0 else "one utterance matches"
+        slider.tooltip = (f"{found} the filter: nothing more to show" if matches <= 1
+                          else "how many matching utterances show every model's alignment")
+
     def update(self) -> None:
         c = self.controls
         found = self.filtered()
         keys = ordered_ids(found, c["error_type"].value)
         shown = keys[: int(c["alignments"].value)]
+        self._enable_alignments(len(keys))
         top = found.assign(_n=error_count(found, c["error_type"].value)).sort_values(
             "_n", ascending=False, kind="stable").head(self.rows)
         summary = summary_table(found) if len(found) else None

@@ -21,6 +21,7 @@ from kdlab.viz.posteriors import frame_kl_plot
 from kdlab.widgets.common import figure_image, first_id, show, utterance_options
 
 CHUNKS = (2, 4, 8, 16, 32)
+CHUNK_TIP = "attention chunk (encoder frames of 40 ms) the streaming students decode with"
 
 
 class FamilyExplorer:
@@ -60,9 +61,17 @@ class FamilyExplorer:
         """Redraw the chosen family's view of the chosen utterance."""
         family, utt = self.controls["family"].value, self.utts[self.controls["utterance"].value]
         chunk = self.controls["chunk"].value
+        self._enable_chunk(family)
         fig, rows, caption = getattr(self, f"_{family}")(utt, chunk)
         self.last = {"family": family, "utt_id": utt.id, "chunk": chunk, "rows": rows}
         show(self.output, figure_image(fig), pd.DataFrame(rows), caption)
+
+    def _enable_chunk(self, family: str) -> None:
+        """The chunk slider acts on the streaming family only: disabled, with a tooltip saying so, elsewhere."""
+        slider = self.controls["chunk"]
+        slider.disabled = family != "stream"
+        slider.tooltip = (CHUNK_TIP if family == "stream"
+                          else f"chunk sizes apply to the streaming family only (not to {family})")
 
     def _inter(self, utt: Utterance, _chunk: int) -> tuple:
         students = [m for _, m in self.by_family["inter"]]

@@ -3,18 +3,20 @@ with chosen weights (γ_enc, γ_dec, β_F, β_S of eq 10 and eq 13) and decodes 
 (p_thr, K, beam B of Algorithm 1) into the Table 1 analogue.
 
 Training and decoding run only on the buttons (or on :meth:`TrainingPanel.train` / :meth:`~TrainingPanel.evaluate`);
-moving a slider only redraws from what is already computed.
+moving a slider only redraws from what is already computed. An error of a button's action (e.g. every KD weight
+zero) appears in the panel as one line instead of vanishing into the kernel's log.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
 import ipywidgets as w
 import pandas as pd
 from IPython.display import HTML
 
-from kdlab.explore.training import TEACHER, KDWeights, Progress, TrainingLab
+from kdlab.explore.training import TEACHER, KDWeights, Progress, TrainingLab, check_weights
 from kdlab.viz.curves import learning_curves
 from kdlab.widgets.common import figure_image, show
 
@@ -61,6 +63,12 @@ class LiveCurves:
         show(self.output, figure_image(fig))
 
 
+def error_line(exc: BaseException) -> str:
+    """An exception as one line: ``Type: first line of the message``."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 def _slider(value: float, description: str, disabled: bool = False) -> w.FloatSlider:
     return w.FloatSlider(value=value, min=0.0, max=2.0, step=0.1, description=description, disabled=disabled,
                          continuous_update=False, readout_format=".1f", layout=w.Layout(width="240px"))
@@ -84,14 +92,15 @@ class TrainingPanel:
         self.controls["beam"] = w.IntSlider(value=10, min=1, max=10, description="beam B", continuous_update=False)
         self.buttons = {"train": w.Button(description="train students", button_style="warning", icon="play"),
                         "evaluate": w.Button(description="evaluate", button_style="info", icon="table")}
+        self.error = w.HTML("")  # one line: the last button action's error, empty when it succeeded
         self.curves = LiveCurves()
         self.output = w.Output()
         self.view = self._layout()
         self.last: dict = {}
         for control in self.controls.values():
             control.observe(lambda _change: self.update(), "value")
-        self.buttons["train"].on_click(lambda _b: self.train())
-        self.buttons["evaluate"].on_click(lambda _b: self.evaluate())
+        self.buttons["train"].on_click(lambda _b: self._act(self.train))
+        self.buttons["evaluate"].on_click(lambda _b: self._act(self.evaluate))
         self.update()
 
     def _layout(self) -> w.VBox:
@@ -101,7 +110,8 @@ class TrainingPanel:
                           + [self.controls[f"{n}_{stage}"] for n in WEIGHT_NAMES])
         decoding = w.HBox([w.Label("decoding", layout=w.Layout(width="120px")), self.controls["p_thr"],
                            self.controls["K"], self.controls["beam"]])
-        return w.VBox([row(1), row(2), decoding, w.HBox(list(self.buttons.values())), self.curves.view, self.output])
+        return w.VBox([row(1), row(2), decoding, w.HBox(list(self.buttons.values())), self.error, self.curves.view,
+                       self.output])
 
     def weights(self, stage: int) -> KDWeights:
         """The KD weights set for ``stage`` (1: +F-KD, 2: ++S-KD)."""
@@ -111,8 +121,22 @@ class TrainingPanel:
         return {"p_thr": float(self.controls["p_thr"].value), "K": int(self.controls["K"].value),
                 "beam": int(self.controls["beam"].value)}
 
+    def _act(self, action: Callable[[], None]) -> bool:
+        """Run a button's action; its error (if any) becomes the panel's one error line. True on success."""
+        self.error.value, self.last["error"] = "", ""
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001 - a button callback's error must reach the user, not the log
+            self.last["error"] = error_line(exc)
+            self.error.value = f"<span style='color:#b00'>⚠ {html.escape(self.last['error'])}</span>"
+            return False
+        return True
+
     def train(self) -> None:
-        """Train the baseline (once), stage 1 and stage 2 with the weights set, then evaluate."""
+        """Train the baseline (once), stage 1 and stage 2 with the weights set, then evaluate. Weights that
+        distil nothing (:func:`~kdlab.explore.training.check_weights`) are refused before any training."""
+        check_weights(self.weights(1), 1)
+        check_weights(self.weights(2), 2)
         if not any(r.criterion == "ljca" and r.name != TEACHER for r in self.lab.runs.values()):
             self.lab.train_student("ljca", on_epoch=self.curves)
         fkd = self.lab.train_student("fkd", self.weights(1), on_epoch=self.curves)
@@ -131,7 +155,7 @@ class TrainingPanel:
         head = (f"<b>next training</b>: stage 1 {html.escape(w1.label())} · stage 2 {html.escape(w2.label())}<br>"
                 f"<b>decoding</b>: teacher joint CTC/attention beam 10; students Mask-CTC p_thr {dec['p_thr']:g}, "
                 f"K {dec['K']}, B {dec['beam']}")
-        self.last = {"weights": (w1, w2), "decoding": dec, "table": table}
+        self.last = {"weights": (w1, w2), "decoding": dec, "table": table, "error": self.last.get("error", "")}
         body = (pd.DataFrame(table) if table is not None
                 else HTML("<i>not decoded with these settings yet: press <b>evaluate</b></i>"))
         show(self.output, HTML(head), body)
