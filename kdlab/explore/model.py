@@ -55,3 +55,20 @@ def load_model(spec: str) -> LoadedModel:
         source = PRETRAINED_PREFIX + spec
     model, tokenizer, cmvn, exp = load_model_from_checkpoint(source, device="cpu")
     return LoadedModel(spec.removeprefix(PRETRAINED_PREFIX), model, tokenizer, cmvn, exp.model.kind)
+
+
+TRAINING_DATA = {
+    "mini-en": "English sentences spoken by espeak-ng voices (one formant synthesizer; clean, noisy and "
+               "reverberant sets)",
+    "mini-zh": "Mandarin sentences spoken by espeak-ng voices (one formant synthesizer)",
+}
+
+
+def trained_on(name: str) -> str:
+    """One line saying what a model (``"mini-en/teacher"`` or a checkpoint path) learned from, for a reader who
+    brings other audio."""
+    corpus = name.split("/")[0] if name.count("/") == 1 and not name.endswith(".pt") else None
+    if corpus in TRAINING_DATA:
+        return (f"{name} was trained on {TRAINING_DATA[corpus]} only: other voices and recorded speech lie "
+                "outside what it learned, so expect far more errors than on the check sets.")
+    return f"{name} is a model of your own run: what it recognises depends on the corpus it was trained on."

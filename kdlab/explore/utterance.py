@@ -1,7 +1,9 @@
-"""Utterances for inspection: audio and reference text of the shipped check sets or any manifest."""
+"""Utterances for inspection: audio and reference text of the shipped check sets, any manifest, or a user's own
+recording (a file path or an uploaded file's bytes)."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,3 +51,27 @@ def load_set(corpus_or_manifest: str | Path = "mini-en", set_name: str | None = 
     records = load_records(_manifest_of(corpus_or_manifest, set_name, root), limit=limit)
     return [Utterance(r["id"], r["text"], load_audio(r["path"], SAMPLE_RATE), SAMPLE_RATE, Path(r["path"]),
                       r.get("condition", "")) for r in records]
+
+
+YOUR_AUDIO = "your audio"  # the ``condition`` of a user's own recording
+
+
+def load_file(path: str | Path, text: str = "", utt_id: str | None = None) -> Utterance:
+    """A user's own recording: any file soundfile reads (wav, flac, ogg, mp3), stereo averaged, resampled to
+    16 kHz. ``text`` is what is said, if known (the error views need it). Raises ``AudioError`` naming the file."""
+    from kdlab.data.audio import load_audio
+
+    path = Path(path).expanduser()
+    wave = load_audio(path, SAMPLE_RATE)  # (N,)
+    return Utterance(utt_id or path.stem, " ".join(text.split()), wave, SAMPLE_RATE, path, YOUR_AUDIO)
+
+
+def load_upload(name: str, content: bytes, text: str = "") -> Utterance:
+    """An uploaded file's bytes (``ipywidgets.FileUpload``) as an :class:`Utterance` named after the file."""
+    suffix = Path(name).suffix or ".wav"
+    with tempfile.TemporaryDirectory(prefix="kdlab-upload-") as folder:
+        path = Path(folder) / f"upload{suffix}"
+        path.write_bytes(bytes(content))
+        utt = load_file(path, text, utt_id=Path(name).stem or "upload")
+    utt.path = Path(name)
+    return utt

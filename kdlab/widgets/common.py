@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import replace
 
 import ipywidgets as w
 from IPython import get_ipython
@@ -66,3 +67,28 @@ def first_id(utterances: Sequence[Utterance], utterance: str | None) -> str:
         raise ValueError("no utterances to show")
     ids = [u.id for u in utterances]
     return utterance if utterance in ids else ids[0]
+
+
+def add_utterance(widget: object, utt: Utterance) -> Utterance:
+    """Offer ``utt`` in a widget's ``utterance`` dropdown and select it (a user's own recording); returns it,
+    renamed ``<id> (2)``… when the widget already has that id, so that selecting it always redraws.
+
+    Widgets keep their utterances in ``utts``: a dict by id (the dropdown's values are ids) or a list (the
+    values are indices)."""
+    utts, dropdown = widget.utts, widget.controls["utterance"]
+    ids = set(utts) if isinstance(utts, dict) else {u.id for u in utts}
+    base, n = utt.id, 1
+    while utt.id in ids:
+        n += 1
+        utt = replace(utt, id=f"{base} ({n})")
+    if isinstance(utts, dict):
+        utts[utt.id] = utt
+        value: object = utt.id
+        entry = utterance_options([utt])[0]
+    else:
+        utts.append(utt)
+        value = len(utts) - 1
+        entry = (f"{utt.id} ({utt.duration:.1f} s)", value)
+    dropdown.options = [*dropdown.options, entry]
+    dropdown.value = value
+    return utt

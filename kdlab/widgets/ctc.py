@@ -48,7 +48,17 @@ class _CTCViews:
         return word_spans(self.m, token_spans(self.m, self.get(utt_id).segments))
 
 
-class UtterancePicker:
+class _OnViews:
+    """A widget over :class:`_CTCViews`: its utterances by id are ``utts`` (``common.add_utterance`` adds one)."""
+
+    data: _CTCViews
+
+    @property
+    def utts(self) -> dict[str, Utterance]:
+        return self.data.utts
+
+
+class UtterancePicker(_OnViews):
     """Pick an utterance of the check sets: its aligned words over waveform and spectrogram, the greedy
     hypothesis next to the reference, and the audio of the whole utterance or of one word."""
 
@@ -104,7 +114,7 @@ class UtterancePicker:
         show(self.output, HTML(text), figure_image(fig), Audio(clip, rate=v.utt.sample_rate))
 
 
-class FrameInspector:
+class FrameInspector(_OnViews):
     """A frame slider over one utterance: the frame's top-k tokens and probabilities, the forced-alignment
     token and word it belongs to (or blank), and a marker line on the emission plot."""
 

@@ -1,0 +1,77 @@
+"""A user's own recording: loaded from a path or an upload's bytes, added to an explorer's dropdown and shown
+through the same views; bad files become one status line."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kdlab.explore import load_model, load_set
+from kdlab.explore.model import trained_on
+from kdlab.explore.utterance import YOUR_AUDIO, load_file, load_upload
+from kdlab.widgets.common import add_utterance
+from kdlab.widgets.ctc import UtterancePicker
+from kdlab.widgets.upload import YourAudio
+
+
+def _stereo_44k(utt_audio: np.ndarray, path: Path) -> Path:
+    """A check-set utterance as a user would bring it: 44.1 kHz stereo FLAC."""
+    import torch
+    import torchaudio.functional as AF
+
+    wave = AF.resample(torch.as_tensor(utt_audio), 16000, 44100).numpy()
+    sf.write(path, np.stack([wave, wave], axis=1), 44100, format="FLAC")
+    return path
+
+
+@pytest.fixture(scope="module")
+def check_utt():
+    return load_set("mini-en", "test-clean", limit=1)[0]
+
+
+def test_load_file_resamples_and_keeps_the_reference(tmp_path: Path, check_utt) -> None:
+    path = _stereo_44k(check_utt.audio.numpy(), tmp_path / "mine.flac")
+    utt = load_file(path, "  hello   there ")
+    assert utt.id == "mine" and utt.text == "hello there" and utt.condition == YOUR_AUDIO
+    assert utt.sample_rate == 16000 and abs(utt.duration - check_utt.duration) < 0.01
+
+
+def test_load_upload_reads_bytes(tmp_path: Path, check_utt) -> None:
+    buf = io.BytesIO()
+    sf.write(buf, check_utt.audio.numpy(), 16000, format="WAV")
+    utt = load_upload("my take.wav", buf.getvalue(), check_utt.text)
+    assert utt.id == "my take" and utt.path == Path("my take.wav") and utt.audio.numel() == check_utt.audio.numel()
+
+
+def test_trained_on_names_the_synthesizer() -> None:
+    assert "espeak-ng" in trained_on("mini-en/teacher") and "more errors" in trained_on("mini-en/teacher")
+    assert "your own run" in trained_on("runs/x/avg-5.pt")
+
+
+def test_your_audio_goes_through_the_explorers_views(tmp_path: Path, check_utt) -> None:
+    """A picker shows the user's file (greedy CTC of the same words: the same transcript as the check-set copy)."""
+    model = load_model("mini-en/teacher")
+    picker = UtterancePicker(model, [check_utt])
+    panel = YourAudio([picker], "mini-en/teacher")
+    panel.controls["path"].value = str(_stereo_44k(check_utt.audio.numpy(), tmp_path / "mine.flac"))
+    panel.controls["text"].value = check_utt.text
+    utt = panel.use()
+    assert utt is not None and picker.controls["utterance"].value == "mine"
+    assert "mine" in panel.status.value and "espeak-ng" in panel.status.value
+    again = add_utterance(picker, utt)  # the same file twice: a new entry, selected
+    assert again.id == "mine (2)" and picker.controls["utterance"].value == "mine (2)"
+
+
+def test_bad_audio_is_one_status_line(tmp_path: Path, check_utt) -> None:
+    picker = UtterancePicker(load_model("mini-en/teacher"), [check_utt])
+    panel = YourAudio([picker], "mini-en/teacher")
+    assert panel.use() is None and "choose a file" in panel.status.value
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF....WAVEfmt nonsense")
+    panel.controls["path"].value = str(bad)
+    assert panel.use() is None and "broken.wav" in panel.status.value and "\n" not in panel.status.value
+    assert list(picker.utts) == [check_utt.id]  # nothing added
