@@ -277,3 +277,9 @@ def test_notebooks_print_the_verdicts_they_describe():
 def test_gain_table_columns():
     table = er.gain_table([er.KDGain("same", "test-clean", "maskctc_beam10", 10.0, 8.0)])
     assert isinstance(table, pd.DataFrame) and table.loc[0, "rel. red. %"] == 20.0
+
+
+def test_paper_table1_says_kd_helps_the_smaller_student_more():
+    """06 Step 9 prints the paper's verdicts beside the kit's: in the paper's Table 1 the answer is yes."""
+    lines = er.smaller_gain_verdicts(er.paper_gains())
+    assert len(lines) == 4 and all("more? yes" in line and "at all? yes" in line for line in lines)

@@ -347,3 +347,18 @@ def size_gains(pairs: dict[str, Sequence[str]], sets: Sequence[str] = tuple(SET_
     specs = [spec for pair in pairs.values() for spec in pair]
     summary = summary_table(utterance_table(decode_all(specs, sets, source, limit)))
     return gains_from_summary(summary, {size: (short_name(a), short_name(b)) for size, (a, b) in pairs.items()})
+
+
+# The paper's Table 1 (Gong et al. 2022), error rate A in %: (size, set) -> (L_jca, ++L_S-KD)
+PAPER_TABLE1 = {
+    ("same", "AISHELL-1 dev"): (5.4, 5.0), ("same", "AISHELL-1 test"): (6.4, 5.4),
+    ("same", "LibriSpeech test-clean"): (4.1, 3.3), ("same", "LibriSpeech test-other"): (10.2, 7.8),
+    ("smaller", "AISHELL-1 dev"): (7.2, 6.0), ("smaller", "AISHELL-1 test"): (8.5, 6.5),
+    ("smaller", "LibriSpeech test-clean"): (5.1, 3.7), ("smaller", "LibriSpeech test-other"): (12.4, 9.2),
+}
+
+
+def paper_gains() -> list[KDGain]:
+    """The paper's Table 1 as :class:`KDGain` rows (L_jca against ++L_S-KD, Mask-CTC beam 10), so that
+    :func:`smaller_gain_verdicts` answers the same question for the paper's models."""
+    return [KDGain(size, s, "paper Table 1", a, b) for (size, s), (a, b) in PAPER_TABLE1.items()]
