@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from widget_outputs import shown
 
 from kdlab.explore import load_model, load_set
 from kdlab.explore.model import trained_on
 from kdlab.explore.utterance import YOUR_AUDIO, load_file, load_upload
-from kdlab.widgets.common import add_utterance
+from kdlab.widgets.common import MARKER, add_utterance
 from kdlab.widgets.ctc import UtterancePicker
 from kdlab.widgets.upload import YourAudio
 
@@ -75,3 +76,21 @@ def test_bad_audio_is_one_status_line(tmp_path: Path, check_utt) -> None:
     panel.controls["path"].value = str(bad)
     assert panel.use() is None and "broken.wav" in panel.status.value and "\n" not in panel.status.value
     assert list(picker.utts) == [check_utt.id]  # nothing added
+
+
+def test_your_audio_in_the_families_explorer(tmp_path: Path, check_utt) -> None:
+    """07's explorer (every family's view) takes a user's file with no reference."""
+    from kdlab.explore import families as fam
+    from kdlab.widgets.families import NEEDS_REFERENCE, FamilyExplorer
+
+    teacher = load_model("mini-en/kd-teacher")
+    explorer = FamilyExplorer(teacher, fam.family_models("mini-en"), [check_utt])
+    sf.write(tmp_path / "mine.wav", check_utt.audio.numpy(), 16000)
+    panel = YourAudio([explorer], teacher.name)
+    panel.controls["path"].value = str(tmp_path / "mine.wav")
+    assert panel.use() is not None and explorer.controls["utterance"].value == "mine"
+    for family in explorer.controls["family"].options:
+        explorer.controls["family"].value = family
+        text, _ = shown(explorer.output)
+        assert explorer.output.outputs[-1] == MARKER and explorer.last["utt_id"] == "mine"  # redrawn, no error
+        assert ("has no reference" in text) == (family in NEEDS_REFERENCE)

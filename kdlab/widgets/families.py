@@ -24,6 +24,9 @@ CHUNKS = (2, 4, 8, 16, 32)
 CHUNK_TIP = "attention chunk (encoder frames of 40 ms) the streaming students decode with"
 
 
+NEEDS_REFERENCE = ("rnnt",)  # views computed on the reference tokens (a transducer's lattice of eq 16-19)
+
+
 class FamilyExplorer:
     """Controls: ``utterance``, ``family``, ``chunk`` (streaming). ``.last`` holds what was drawn: family,
     utterance id, chunk, and the rows of the table under the figure."""
@@ -62,6 +65,11 @@ class FamilyExplorer:
         family, utt = self.controls["family"].value, self.utts[self.controls["utterance"].value]
         chunk = self.controls["chunk"].value
         self._enable_chunk(family)
+        if family in NEEDS_REFERENCE and not utt.text:
+            self.last = {"family": family, "utt_id": utt.id, "chunk": chunk, "rows": []}
+            show(self.output, f"{utt.id} has no reference: the {family} view scores the lattice of the reference "
+                              "tokens, so type what is said in 'reference' and load it again")
+            return
         fig, rows, caption = getattr(self, f"_{family}")(utt, chunk)
         self.last = {"family": family, "utt_id": utt.id, "chunk": chunk, "rows": rows}
         show(self.output, figure_image(fig), pd.DataFrame(rows), caption)
