@@ -22,6 +22,7 @@ from kdlab.explore.outputs import Outputs, run_encoder
 from kdlab.explore.searches import cmlm_log_probs, masked_input, teacher_forced_log_probs
 from kdlab.explore.utterance import Utterance
 from kdlab.kd.losses import teacher_token_dist
+from kdlab.tokens import BLANK
 
 
 def kl_rows(p_logp: torch.Tensor, q_logp: torch.Tensor) -> torch.Tensor:
@@ -52,6 +53,37 @@ def compare_encoders(teacher_out: Outputs, student_out: Outputs) -> EncoderCompa
     """Per-frame KL(P_teacher || Q_student) of the CTC posteriors (eq 7)."""
     p, q = teacher_out.ctc_logp, student_out.ctc_logp  # (T', V) each
     return EncoderComparison(p, q, kl_rows(p, q))
+
+
+@dataclass
+class BlankSplit:
+    """Where an utterance's per-frame KL sits: frames whose teacher top symbol is blank vs token frames."""
+
+    blank_frames: int
+    token_frames: int
+    blank_kl: float  # mean KL per blank frame (0 without such frames)
+    token_kl: float  # mean KL per token frame
+    blank_share: float  # fraction of the utterance's total KL on blank frames
+
+    def line(self, name: str) -> str:
+        """One printed sentence with the numbers and which kind of frame carries more KL per frame."""
+        where = "token" if self.token_kl > self.blank_kl else "blank"
+        return (f"{name}: blank is the teacher's top symbol on {self.blank_frames} of "
+                f"{self.blank_frames + self.token_frames} frames; mean KL {self.blank_kl:.3f} there vs "
+                f"{self.token_kl:.3f} on token frames ({100 * self.blank_share:.0f} % of the total on blank "
+                f"frames): per frame, the divergence is larger on the {where} frames.")
+
+
+def blank_split(teacher_logp: torch.Tensor, kl: torch.Tensor) -> BlankSplit:
+    """Split the per-frame KL (T',) by the teacher's top symbol of each frame (teacher_logp (T', V))."""
+    blank = teacher_logp.argmax(-1) == BLANK  # (T',)
+    total = float(kl.sum())
+
+    def mean(sel: torch.Tensor) -> float:
+        return float(kl[sel].mean()) if bool(sel.any()) else 0.0
+
+    return BlankSplit(int(blank.sum()), int((~blank).sum()), mean(blank), mean(~blank),
+                      float(kl[blank].sum()) / total if total > 0 else 0.0)
 
 
 def mask_positions(n: int, fraction: float = 0.5, seed: int = 0) -> list[bool]:

@@ -72,6 +72,7 @@ class EndRuleReport:
     cases: list[EndRuleCase]
     totals: dict[str, ErrorStats]  # rule -> corpus counts in the model's unit
     unit: str
+    beam: int = 0  # the beam size B both rules searched with (0: not recorded)
 
     @property
     def differing(self) -> list[EndRuleCase]:
@@ -109,7 +110,23 @@ def compare_end_rules(m: LoadedModel, utts: Sequence[Utterance], beam: int = 10,
     cases = [decode_both_rules(m, u, beam, ctc_weight) for u in utts]
     refs = [c.reference for c in cases]
     totals = {rule: error_rate(refs, [getattr(c, rule).text for c in cases], m.unit) for rule in RULES}
-    return EndRuleReport(cases, totals, m.unit)
+    return EndRuleReport(cases, totals, m.unit, beam)
+
+
+def compare_over_beams(m: LoadedModel, utts: Sequence[Utterance], beams: Sequence[int] = (10, 5, 3),
+                       ctc_weight: float = 0.3) -> list[EndRuleReport]:
+    """:func:`compare_end_rules` at each beam size: a narrower beam has fewer slots for ``<eos>`` candidates,
+    so the rules may disagree at one B and not at another."""
+    return [compare_end_rules(m, utts, b, ctc_weight) for b in beams]
+
+
+def beam_rows(reports: Sequence[EndRuleReport]) -> list[dict[str, object]]:
+    """One row per beam size: utterances, how many 1-bests depend on the rule, how many of those the exact
+    rule scores higher with more errors (model errors), and both rules' error rates."""
+    return [{"beam B": r.beam, "utterances": len(r.cases), "1-best differs": len(r.differing),
+             "exact: higher score, more errors": len(r.model_errors("unit")),
+             "beam rule error %": round(r.totals["beam"].rate, 2),
+             "exact rule error %": round(r.totals["exact"].rate, 2)} for r in reports]
 
 
 def totals_rows(report: EndRuleReport) -> list[dict[str, object]]:
@@ -184,3 +201,13 @@ def scatter_data(report: EndRuleReport, by: str = "unit") -> dict[str, object]:
     changes = [c.error_change if by == "unit" else c.char_error_change for c in diff]
     return {"score_gains": [c.score_gain for c in diff], "error_changes": changes,
             "labels": [c.utt_id for c in diff], "unit": report.unit if by == "unit" else "char"}
+
+
+def scatter_over_beams(reports: Sequence[EndRuleReport], by: str = "unit") -> dict[str, object]:
+    """:func:`scatter_data` of several reports in one, each label with its beam size."""
+    parts = [(r.beam, scatter_data(r, by)) for r in reports]
+    unit = reports[0].unit if by == "unit" and reports else "char"
+    return {"score_gains": [g for _, d in parts for g in d["score_gains"]],  # type: ignore[attr-defined]
+            "error_changes": [e for _, d in parts for e in d["error_changes"]],  # type: ignore[attr-defined]
+            "labels": [f"{name} (B={b})" for b, d in parts for name in d["labels"]],  # type: ignore[attr-defined]
+            "unit": unit}

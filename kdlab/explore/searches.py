@@ -6,12 +6,15 @@ that ``kdlab decode`` runs, only with ``trace=True``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from kdlab.explore.model import LoadedModel
 from kdlab.explore.outputs import Outputs
 from kdlab.search import ctc_forced_align, ctc_greedy, joint_beam_search, maskctc_beam, maskctc_greedy
 from kdlab.search.decode import make_mlm_fn, make_step_fn
+from kdlab.search.maskctc import mlm_log_posteriors
 from kdlab.search.types import AttentionBeamTrace, CTCGreedyTrace, CTCResult, Hyp, MaskBeamTrace, MaskCTCTrace, Segment
 from kdlab.tokens import MASK
 
@@ -51,6 +54,23 @@ def maskctc_beam_search(m: LoadedModel, out: Outputs, beam: int = 10, p_thr: flo
         hyps, traces = maskctc_beam(logp, lens, make_mlm_fn(m.model, enc, lens), beam=beam, p_thr=p_thr, K=K,
                                     trace=True)
     return hyps[0], traces[0]
+
+
+def cmlm_posteriors_fn(m: LoadedModel, out: Outputs) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The student's CMLM exactly as Algorithm 1 calls it: hypotheses ys (H, L) of this utterance, with
+    ``<mask>`` slots, -> log p_mlm(y_l | y_obs, H) (H, L, V) over the predictable tokens (eq 4). Only the
+    ``<mask>`` slots' rows are meaningful (the decoder's last block computes just those)."""
+    _need_student(m)
+    enc, lens, _ = out.batch()
+    with torch.inference_mode():
+        mlm = make_mlm_fn(m.model, enc, lens)
+
+    def posteriors(ys: torch.Tensor) -> torch.Tensor:
+        n = ys.size(0)
+        with torch.inference_mode():
+            return mlm_log_posteriors(mlm(ys, torch.full((n,), ys.size(1)), torch.zeros(n, dtype=torch.long)))
+
+    return posteriors
 
 
 def ar_beam_search(m: LoadedModel, out: Outputs, beam: int = 10, ctc_weight: float = 0.3,

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from kdlab.search.types import AttentionBeamTrace, MaskBeamTrace
 
 _NOTE = "measured on this machine: 1 thread, batch 1, shared CPU"
+LABEL_PT = 10  # node labels of the beam tree and points of the end-rule plot: readable at widget resolution
 
 
 def _fill_label(chosen: list[tuple[int, int]], vocab: Sequence[str]) -> str:
@@ -23,7 +24,7 @@ def _fill_label(chosen: list[tuple[int, int]], vocab: Sequence[str]) -> str:
     return " ".join(f"{p}:{vocab[t].replace('▁', '_')}" for p, t in sorted(chosen))
 
 
-def mask_beam_tree(trace: MaskBeamTrace, vocab: Sequence[str], first: int = 1, count: int = 6) -> Figure:
+def mask_beam_tree(trace: MaskBeamTrace, vocab: Sequence[str], first: int = 1, count: int = 5) -> Figure:
     """Ω₀ after each iteration of Algorithm 1 as a tree: x = iteration, y = rank in the beam (0 = best), an
     edge from each hypothesis to the parent it extends, colour = accumulated eq 5 log posterior, label = the
     positions:pieces it filled. Shows iterations ``first … first+count−1`` (and their parents)."""
@@ -31,7 +32,7 @@ def mask_beam_tree(trace: MaskBeamTrace, vocab: Sequence[str], first: int = 1, c
     first = max(1, min(first, max(len(its), 1)))
     shown = range(first, min(first + count, len(its) + 1))
     width = max(len(b.beam) for b in its) if its else 1
-    w_in, h_in = 2.3 * (len(shown) + 1) + 1.5, 0.55 * width + 1.6
+    w_in, h_in = 1.8 * (len(shown) + 1) + 1.6, 0.75 * width + 1.8
     fig = Figure(figsize=(w_in, h_in))  # fixed margins: a widget redraws it on every slider move
     ax = fig.add_axes((0.9 / w_in, 0.6 / h_in, 1 - 2.2 / w_in, 1 - 1.0 / h_in))
     cax = fig.add_axes((1 - 1.0 / w_in, 0.6 / h_in, 0.15 / w_in, 1 - 1.0 / h_in))
@@ -44,8 +45,8 @@ def mask_beam_tree(trace: MaskBeamTrace, vocab: Sequence[str], first: int = 1, c
         beam = its[i - 1].beam
         for r, h in enumerate(beam):
             ax.plot([i - 1, i], [h.parent, r], color="0.6", lw=0.8, zorder=1)
-            ax.annotate(_fill_label(h.chosen, vocab), (i, r), xytext=(6, 3), textcoords="offset points",
-                        fontsize=7, va="bottom")
+            ax.annotate(_fill_label(h.chosen, vocab), (i, r), xytext=(7, 4), textcoords="offset points",
+                        fontsize=LABEL_PT, va="bottom")
         ax.scatter([i] * len(beam), range(len(beam)), s=60, c=[cmap(norm(h.score)) for h in beam],
                    edgecolors="k", zorder=3)
     ax.set_xlim(first - 1.3, shown[-1] + 0.9 if len(shown) else first)
@@ -54,7 +55,8 @@ def mask_beam_tree(trace: MaskBeamTrace, vocab: Sequence[str], first: int = 1, c
     ax.set_xlabel("iteration i (0 = greedy CTC with masks)")
     ax.set_ylabel("rank in Ω₀ (0 = best)")
     n_mask = sum(trace.initial_mask)
-    ax.set_title(f"Algorithm 1: B = {width}, {n_mask} masks, {len(its)} iterations; label = position:piece filled")
+    ax.set_title(f"Algorithm 1: B = {width}, {n_mask} masks, {len(its)} iterations; label = position:piece filled",
+                 fontsize=LABEL_PT + 2)
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax, label="score (Σ log p, eq 5)")
     return fig
 
@@ -139,7 +141,7 @@ def end_rule_plot(score_gains: Sequence[float], error_changes: Sequence[int], la
         colors = ["C3" if g > 0 and e > 0 else "C0" for g, e in zip(score_gains, error_changes, strict=True)]
         ax.scatter(score_gains, error_changes, c=colors, s=40, zorder=3)
         for x, y, name in zip(score_gains, error_changes, labels, strict=True):
-            ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7)
+            ax.annotate(name, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=LABEL_PT - 1)
         top = max(max(error_changes), 1) + 0.5
         span = max(max(abs(g) for g in score_gains), 1e-3) * 1.6
         left = -0.25 * span

@@ -15,6 +15,8 @@ from matplotlib.figure import Figure
 
 from kdlab.tokens import BLANK
 
+TICK_PT = 8  # token labels of the heatmaps (one per row or position)
+
 
 def shown_rows(logps: Sequence[torch.Tensor], min_prob: float = 0.05, keep: Sequence[int] = ()) -> list[int]:
     """Token ids worth a heatmap row: those that reach ``min_prob`` somewhere in any of the (N, V) panels."""
@@ -28,7 +30,7 @@ def _heat(ax: Axes, logp: torch.Tensor, rows: list[int], vocab: Sequence[str], e
     probs = logp.exp()[:, rows].T.numpy()  # (R, N)
     im = ax.imshow(probs, aspect="auto", origin="lower", cmap="magma", vmin=0, vmax=1, interpolation="nearest",
                    extent=(0, extent_x, -0.5, len(rows) - 0.5))
-    ax.set_yticks(range(len(rows)), [vocab[r] for r in rows], fontsize=6)
+    ax.set_yticks(range(len(rows)), [vocab[r] for r in rows], fontsize=TICK_PT)
     return im
 
 
@@ -38,7 +40,7 @@ def ctc_posteriors(panels: Sequence[tuple[str, torch.Tensor]], vocab: Sequence[s
     rows = the tokens that reach ``min_prob`` somewhere (``<blank>`` always)."""
     rows = shown_rows([lp for _, lp in panels], min_prob, keep=(BLANK,))
     T = panels[0][1].size(0)
-    fig = Figure(figsize=(11, 0.12 * len(rows) * len(panels) + 1.2 * len(panels)), layout="constrained")
+    fig = Figure(figsize=(11, 0.13 * len(rows) * len(panels) + 1.2 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     im = None
     for ax, (title, lp) in zip(axes, panels, strict=True):
@@ -78,19 +80,20 @@ def decoder_posteriors(teacher_logp: torch.Tensor, student_logp: torch.Tensor, m
     and the KL per masked position (eq 11's summand). ``position`` gets a frame."""
     L = len(tokens)
     rows = shown_rows([teacher_logp, student_logp], min_prob)
-    fig = Figure(figsize=(max(8.0, 0.16 * L + 2), 0.1 * len(rows) * 2 + 4.0), layout="constrained")
+    fig = Figure(figsize=(max(8.0, 0.2 * L + 2), 0.13 * len(rows) * 2 + 4.0), layout="constrained")
     ax_t, ax_s, ax_k = fig.subplots(3, 1, sharex=True, height_ratios=(3, 3, 1.6))
     for ax, lp, name in ((ax_t, teacher_logp, names[0]), (ax_s, student_logp, names[1])):
         im = ax.imshow(lp.exp()[:, rows].T.numpy(), aspect="auto", origin="lower", cmap="magma", vmin=0, vmax=1,
                        interpolation="nearest")
-        ax.set_yticks(range(len(rows)), [vocab[r] for r in rows], fontsize=6)
+        ax.set_yticks(range(len(rows)), [vocab[r] for r in rows], fontsize=TICK_PT)
         ax.set_title(name, fontsize=9)
     fig.colorbar(im, ax=[ax_t, ax_s], label="probability", shrink=0.7)
     values = [0.0 if torch.isnan(v) else float(v) for v in kl]
     ax_k.bar(range(L), values, color=["C3" if m else "0.8" for m in masked])
     ax_k.set_ylabel("KL (nats)")
     _mark_masked(ax_k, masked)
-    ax_k.set_xticks(range(L), ["■" if m else vocab[t] for t, m in zip(tokens, masked, strict=True)], fontsize=6)
+    ax_k.set_xticks(range(L), ["■" if m else vocab[t] for t, m in zip(tokens, masked, strict=True)],
+                    fontsize=TICK_PT)
     ax_k.set_xlabel("reference position (■ = masked for the student)")
     if position is not None:
         for ax in (ax_t, ax_s, ax_k):

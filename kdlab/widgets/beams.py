@@ -29,7 +29,7 @@ class MaskBeamExplorer:
     last ``update()`` drew: utterance id, B, the 1-best text and score, its errors and the final beam's rows."""
 
     def __init__(self, model: LoadedModel, utts: Sequence[Utterance], beam: int = 5, utterance: int = 0,
-                 window: int = 6, p_thr: float = 0.99, K: int = 2, precompute: bool = True) -> None:
+                 window: int = 5, p_thr: float = 0.99, K: int = 2, precompute: bool = True) -> None:
         self.model, self.utts, self.window = model, list(utts), window
         self.p_thr, self.K, self.precompute = p_thr, K, precompute
         self.vocab = vocabulary(model)
@@ -82,12 +82,25 @@ class MaskBeamExplorer:
             self._quiet = False
         return first.value
 
+    def _set_enabled(self, n_masks: int, n_iterations: int) -> None:
+        """Disable the controls that cannot change the view for this utterance, with a tooltip saying why."""
+        beam, first, utt = self.controls["beam"], self.controls["first"], self.controls["utterance"]
+        beam.disabled = n_masks == 0
+        beam.tooltip = ("greedy CTC masked no token here: nothing to fill, every B gives the same result"
+                        if beam.disabled else "beam size B of Algorithm 1 (1 = greedy Mask-CTC)")
+        first.disabled = n_iterations <= 1
+        first.tooltip = (f"only {n_iterations} iteration(s): nothing to scroll" if first.disabled
+                         else "first iteration shown in the tree")
+        utt.disabled = len(self.utts) <= 1
+        utt.tooltip = "only one utterance was given" if utt.disabled else "the check utterance to search"
+
     def update(self) -> None:
         """Search (or take from the cache) and redraw the tree and the final beam."""
         index, beam = self.controls["utterance"].value, self.controls["beam"].value
         utt = self.utts[index]
         hyps, trace = self.search(index, beam)
         first = self._fit_window(len(trace.iterations))
+        self._set_enabled(sum(trace.initial_mask), len(trace.iterations))
         fig = mask_beam_tree(trace, self.vocab, first, self.window)
         rows = [r for r in mask_beam_rows(trace, self.vocab) if r["iteration"] == len(trace.iterations)]
         text = self.model.text(hyps[0].tokens)

@@ -27,11 +27,14 @@ from kdlab.widgets.common import show
 
 
 class PosteriorExplorer:
-    """Controls: ``utterance``, ``student``, ``position`` (reference token index). ``.last`` holds the drawn
-    state: utterance id, student, position, its token, whether it is masked, both top-k lists and the KLs."""
+    """Controls: ``utterance``, ``student``, ``position`` (reference token index; ``position=`` sets where the
+    first utterance starts, else its first masked position). ``.last`` holds the drawn state: utterance id,
+    student, position, its token, whether it is masked, both top-k lists and the KLs."""
 
     def __init__(self, teacher: LoadedModel, students: Sequence[LoadedModel], utts: Sequence[Utterance],
-                 fraction: float = 0.5, seed: int = 0, top_k: int = 5, utterance: int = 0) -> None:
+                 fraction: float = 0.5, seed: int = 0, top_k: int = 5, utterance: int = 0,
+                 position: int | None = None) -> None:
+        self._start_position = position  # the first utterance's start position (default: its first masked one)
         self.teacher, self.students, self.utts = teacher, {s.name: s for s in students}, list(utts)
         self.fraction, self.seed, self.top_k = fraction, seed, top_k
         self.vocab = vocabulary(teacher)
@@ -74,10 +77,24 @@ class PosteriorExplorer:
         self._quiet = True
         try:
             pos.max = max(0, len(dec.tokens) - 1)
-            pos.value = dec.masked.index(True) if any(dec.masked) else 0
+            start = self._start_position if self._start_position is not None else -1
+            self._start_position = None  # only the first utterance starts at the given position
+            pos.value = start if 0 <= start <= pos.max else (dec.masked.index(True) if any(dec.masked) else 0)
         finally:
             self._quiet = False
+        self._set_enabled(len(dec.tokens))
         self.update()
+
+    def _set_enabled(self, n_tokens: int) -> None:
+        """Disable the controls that cannot change the view, with a tooltip saying why."""
+        pos, student, utt = self.controls["position"], self.controls["student"], self.controls["utterance"]
+        pos.disabled = n_tokens <= 1
+        pos.tooltip = ("the reference has one token: no other position" if pos.disabled
+                       else "reference position (token index) shown in the top-k panels")
+        student.disabled = len(self.students) <= 1
+        student.tooltip = "only one student was given" if student.disabled else "the student compared with the teacher"
+        utt.disabled = len(self.utts) <= 1
+        utt.tooltip = "only one utterance was given" if utt.disabled else "the check utterance to compare on"
 
     def _on_change(self, _change: object = None) -> None:
         if not self._quiet:
