@@ -94,3 +94,24 @@ def test_your_audio_in_the_families_explorer(tmp_path: Path, check_utt) -> None:
         text, _ = shown(explorer.output)
         assert explorer.output.outputs[-1] == MARKER and explorer.last["utt_id"] == "mine"  # redrawn, no error
         assert ("has no reference" in text) == (family in NEEDS_REFERENCE)
+
+
+def test_your_audio_in_the_beam_and_posterior_explorers(tmp_path: Path, check_utt) -> None:
+    """03's beam explorer decodes a file without a reference; 04's explorer needs the reference (eq 11) and
+    says so in one line without it."""
+    from kdlab.widgets.beams import MaskBeamExplorer
+    from kdlab.widgets.posteriors import PosteriorExplorer
+
+    sf.write(tmp_path / "mine.wav", check_utt.audio.numpy(), 16000)
+    student, teacher = load_model("mini-en/student-same-skd"), load_model("mini-en/teacher")
+    beams = MaskBeamExplorer(student, [check_utt])
+    posteriors = PosteriorExplorer(teacher, [student], [check_utt])
+    panel = YourAudio([beams, posteriors], teacher.name)
+    panel.controls["path"].value = str(tmp_path / "mine.wav")
+    assert panel.use() is not None
+    assert beams.last["utt_id"] == "mine" and beams.last["text"]
+    assert posteriors.last == {"utt_id": "mine"} and "has no reference" in shown(posteriors.output)[0]
+    panel.controls["text"].value = check_utt.text
+    assert panel.use().id == "mine (2)"
+    assert posteriors.last["utt_id"] == "mine (2)" and posteriors.last["token"]
+    assert not posteriors.controls["position"].disabled

@@ -70,8 +70,21 @@ class PosteriorExplorer:
                                 compare_decoders(self.teacher, t_out, s, s_out, tokens, masked))
         return self._pairs[key]
 
+    def _without_reference(self) -> bool:
+        """Show why nothing can be drawn for an utterance with no reference text (a user's own recording)."""
+        utt = self.utts[self.controls["utterance"].value]
+        if utt.text:
+            return False
+        self.controls["position"].disabled = True
+        self.last = {"utt_id": utt.id}
+        show(self.output, f"{utt.id} has no reference: eq 11 compares the decoders at masked positions of the "
+                          "reference tokens, so type what is said in 'reference' and load it again")
+        return True
+
     def _on_utterance(self, _change: object = None) -> None:
         """New utterance: fit the position slider to its reference and start at its first masked position."""
+        if self._without_reference():
+            return
         _, dec = self.comparison(self.controls["student"].value, self.controls["utterance"].value)
         pos = self.controls["position"]
         self._quiet = True
@@ -102,6 +115,8 @@ class PosteriorExplorer:
 
     def update(self) -> None:
         """Redraw for the current utterance, student and position."""
+        if self._without_reference():
+            return
         index, student = self.controls["utterance"].value, self.controls["student"].value
         position = self.controls["position"].value
         enc, dec = self.comparison(student, index)
