@@ -115,3 +115,25 @@ def test_your_audio_in_the_beam_and_posterior_explorers(tmp_path: Path, check_ut
     assert panel.use().id == "mine (2)"
     assert posteriors.last["utt_id"] == "mine (2)" and posteriors.last["token"]
     assert not posteriors.controls["position"].disabled
+
+
+def test_your_audio_in_the_error_explorer(tmp_path: Path, check_utt) -> None:
+    """06: a user's file with its reference is decoded by every model into a set of its own; the decoding is the
+    same as the check set's copy of the same audio; without a reference the status line says what is missing."""
+    from kdlab.explore import errors as er
+    from kdlab.widgets.errors import ErrorExplorer
+
+    models = ["mini-en/teacher", "mini-en/student-same-skd"]
+    utts = er.utterance_table(er.decode_all(models, ["test-clean"], limit=1))
+    explorer = ErrorExplorer(utts, models=models)
+    sf.write(tmp_path / "mine.wav", check_utt.audio.numpy(), 16000)
+    panel = YourAudio([explorer], models[0])
+    panel.controls["path"].value = str(tmp_path / "mine.wav")
+    assert panel.use() is None and "needs what is said" in panel.status.value
+    panel.controls["text"].value = check_utt.text
+    assert panel.use() is not None and explorer.controls["set"].value == YOUR_AUDIO
+    mine = explorer.last["table"]
+    assert list(mine["model"]) == ["teacher", "student-same-skd"] and set(mine["id"]) == {"mine"}
+    check = utts.set_index("model")
+    for _, row in mine.iterrows():  # same audio, same model, same search: the same transcript
+        assert row["hyp"] == check.loc[row["model"], "hyp"] and row["ref"] == check.loc[row["model"], "ref"]

@@ -19,6 +19,7 @@ import pandas as pd
 
 from kdlab.evaluate.metrics import DEL, INS, SUB, AlignOp, align, stats_from_alignment, tokens_for_unit
 from kdlab.explore.model import load_model
+from kdlab.explore.utterance import Utterance
 
 SET_FILES = {"test-clean": "test.jsonl", "test-other": "test-other.jsonl"}  # set name -> corpus manifest
 SOURCES = ("check", "full", "auto")
@@ -127,6 +128,25 @@ def _decode(spec: str, set_name: str, manifest: Path, method: str, limit: int | 
         out.hyps += [m.text(tokens) for tokens in found]
     out.seconds = time.perf_counter() - started
     return out
+
+
+def decode_utterance(specs: Sequence[str], utt: Utterance) -> list[Decoding]:
+    """Every model's Table 1 transcript of one utterance held in memory (a user's own recording), each as a
+    one-utterance set named after the utterance's condition ("your audio"); its reference must be known."""
+    from kdlab.explore.families import decode_utterance as best_tokens
+    from kdlab.explore.scoring import reference_text
+
+    if not utt.text.strip():
+        raise ValueError(f"{utt.id}: error analysis needs what is said: type it in 'reference'")
+    found = []
+    for spec in specs:
+        m = load_model(spec)
+        method, started = table1_method(m.kind), time.perf_counter()
+        tokens = best_tokens(m, utt, [method])[method]
+        found.append(Decoding(short_name(spec), utt.condition or "your audio", method, m.unit, [utt.id],
+                              [reference_text(m, utt)], [m.text(tokens)], time.perf_counter() - started,
+                              str(utt.path)))
+    return found
 
 
 def decode_all(specs: Sequence[str] = DEFAULT_MODELS, sets: Sequence[str] = tuple(SET_FILES),

@@ -69,18 +69,26 @@ def first_id(utterances: Sequence[Utterance], utterance: str | None) -> str:
     return utterance if utterance in ids else ids[0]
 
 
-def add_utterance(widget: object, utt: Utterance) -> Utterance:
-    """Offer ``utt`` in a widget's ``utterance`` dropdown and select it (a user's own recording); returns it,
-    renamed ``<id> (2)``… when the widget already has that id, so that selecting it always redraws.
-
-    Widgets keep their utterances in ``utts``: a dict by id (the dropdown's values are ids) or a list (the
-    values are indices)."""
-    utts, dropdown = widget.utts, widget.controls["utterance"]
-    ids = set(utts) if isinstance(utts, dict) else {u.id for u in utts}
+def unique_id(utt: Utterance, taken: set[str]) -> Utterance:
+    """``utt``, renamed ``<id> (2)``, ``<id> (3)``… while its id is ``taken``."""
     base, n = utt.id, 1
-    while utt.id in ids:
+    while utt.id in taken:
         n += 1
         utt = replace(utt, id=f"{base} ({n})")
+    return utt
+
+
+def add_utterance(widget: object, utt: Utterance) -> Utterance:
+    """Offer ``utt`` in a widget and select it (a user's own recording); returns it, renamed (:func:`unique_id`)
+    when the widget already has that id, so that selecting it always redraws.
+
+    A widget either has its own ``add_utterance(utt)`` (the error explorer decodes it into a set of its own) or
+    keeps its utterances in ``utts`` beside an ``utterance`` dropdown: a dict by id (the dropdown's values are
+    ids) or a list (the values are indices)."""
+    if hasattr(widget, "add_utterance"):
+        return widget.add_utterance(utt)
+    utts, dropdown = widget.utts, widget.controls["utterance"]
+    utt = unique_id(utt, set(utts) if isinstance(utts, dict) else {u.id for u in utts})
     if isinstance(utts, dict):
         utts[utt.id] = utt
         value: object = utt.id

@@ -9,6 +9,7 @@ Everything is decoded beforehand; a control change only filters a DataFrame and 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 
 import ipywidgets as w
 import pandas as pd
@@ -17,15 +18,18 @@ from IPython.display import HTML
 from kdlab.explore.errors import (
     ALL,
     ERROR_TYPES,
+    decode_utterance,
     error_count,
     filter_utterances,
     ordered_ids,
     pair_models,
     summary_table,
     utterance_alignments,
+    utterance_table,
 )
+from kdlab.explore.utterance import Utterance
 from kdlab.viz.errors import compare_scatter, error_type_bars, legend_html, side_by_side_html
-from kdlab.widgets.common import figure_image, show
+from kdlab.widgets.common import figure_image, show, unique_id
 
 TABLE_COLUMNS = ["model", "set", "id", "N", "S", "I", "D", "errors", "rate", "ref", "hyp"]
 
@@ -38,10 +42,12 @@ class ErrorExplorer:
     """Filter the decoded utterances; shows the filtered S/I/D per model, a table of the utterances with the
     most errors of the chosen type, and for the first few of them every model's coloured alignment."""
 
-    def __init__(self, utts: pd.DataFrame, rows: int = 12, alignments: int = 3) -> None:
+    def __init__(self, utts: pd.DataFrame, rows: int = 12, alignments: int = 3,
+                 models: Sequence[str] = ()) -> None:
         if utts.empty:
             raise ValueError("no decoded utterances to explore")
         self.utts, self.rows, self.unit = utts, rows, str(utts["unit"].iloc[0])
+        self.models = list(models)  # shipped names of the decoded models: a user's file is decoded with them
         self.controls = {
             "model": w.Dropdown(options=[ALL, *_order(utts["model"])], value=ALL, description="model"),
             "set": w.Dropdown(options=[ALL, *_order(utts["set"])], value=ALL, description="set"),
@@ -61,6 +67,21 @@ class ErrorExplorer:
         for control in self.controls.values():
             control.observe(lambda _change: self.update(), "value")
         self.update()
+
+    def add_utterance(self, utt: Utterance) -> Utterance:
+        """Decode a user's recording (its reference known) with every model and select it as a set of its own."""
+        if not self.models:
+            raise ValueError("this explorer was made without its models: ErrorExplorer(utts, models=[...])")
+        utt = unique_id(utt, set(self.utts["id"]))
+        rows = utterance_table(decode_utterance(self.models, utt))
+        self.utts = pd.concat([self.utts, rows], ignore_index=True)
+        c = self.controls
+        c["set"].options = [ALL, *_order(self.utts["set"])]
+        c["min_errors"].max = int(self.utts["errors"].max())
+        c["model"].value, c["min_errors"].value, c["text"].value = ALL, 0, ""
+        c["set"].value = rows["set"].iloc[0]
+        self.update()
+        return utt
 
     def filtered(self) -> pd.DataFrame:
         c = self.controls

@@ -60,11 +60,11 @@ class YourAudio:
         """Load the audio and add it to every target explorer; errors become the status line."""
         try:
             utt = self._load()
+            for target in self.targets:
+                utt = add_utterance(target, utt)
         except (*USER_ERRORS, ValueError) as err:
             self.status.value = f"<b>cannot use it:</b> {html.escape(str(err).splitlines()[0])}"
             return None
-        for target in self.targets:
-            utt = add_utterance(target, utt)
         self.controls["upload"].value = ()
         self.last = utt
         ref = f"reference “{html.escape(utt.text)}”" if utt.text else "no reference (error views show none)"
