@@ -44,8 +44,12 @@ def _piece_labels(ax: Axes, pieces: Sequence[str], size: float) -> None:
                 transform=ax.get_xaxis_transform())
 
 
-def _label_size(n: int, most: float = 9) -> float:
-    return max(5.0, min(most, 600 / max(n, 1)))
+MAX_WIDTH = 10.5  # inches: at the widgets' 100 dpi the figure fits JupyterLab's output area unscaled
+
+
+def _label_size(n: int, axis_inches: float, most: float = 9) -> float:
+    """Font size (pt) that gives each of ``n`` labels its slot of the axis (a rotated label's width is its height)."""
+    return max(5.5, min(most, 0.9 * 72 * axis_inches / max(n, 1)))
 
 
 def confidence_figure(pieces: Sequence[str], confidences: Sequence[float], p_thr: float,
@@ -56,7 +60,7 @@ def confidence_figure(pieces: Sequence[str], confidences: Sequence[float], p_thr
     A fixed layout keeps a redraw cheap (a p_thr slider redraws it)."""
     conf = np.clip(np.asarray(confidences, dtype=float), *LOGIT_LIMITS)
     masked = [c < p_thr for c in confidences] if masked is None else list(masked)
-    width = max(6.0, min(16.0, 0.2 * len(pieces) + 2))
+    width = max(6.0, min(MAX_WIDTH, 0.2 * len(pieces) + 2))
     fig = Figure(figsize=(width, 3.4))
     fig.subplots_adjust(left=1.0 / width, right=1 - 0.15 / width, bottom=0.24, top=0.9)  # margins in inches
     ax = fig.add_subplot()
@@ -67,7 +71,7 @@ def confidence_figure(pieces: Sequence[str], confidences: Sequence[float], p_thr
     ax.set_yscale(scale)
     if scale == "logit":
         ax.set_ylim(bottom, 1 - LOGIT_LIMITS[0] * 0.05)
-    _piece_labels(ax, pieces, _label_size(len(pieces)))
+    _piece_labels(ax, pieces, _label_size(len(pieces), width - 1.15))
     ax.set_xlim(-0.6, len(pieces) - 0.4)
     ax.set_ylabel("confidence")
     ax.legend(loc="lower right", fontsize=8)
@@ -158,12 +162,12 @@ def fill_grid_figure(ctc_pieces: Sequence[str], initial_mask: Sequence[bool], fi
     steps = list(fills[: len(fills) if upto is None else upto])
     n, rows = len(ctc_pieces), len(steps) + 1
     height = 0.3 * rows + 1.3
-    width = max(6.0, min(16.0, 0.22 * n + 2))
+    width = max(6.0, min(MAX_WIDTH, 0.22 * n + 2))
     fig = Figure(figsize=(width, height))
     fig.subplots_adjust(left=1.0 / width, right=1 - 1.1 / width, bottom=0.55 / height, top=1 - 0.45 / height)
     ax = fig.add_subplot()
     ax.imshow(_grid_colours(initial_mask, steps), aspect="auto", interpolation="nearest")
-    size, rot = _label_size(n, 8), _rotation(n)
+    size, rot = _label_size(n, width - 2.1, 8), _rotation(n)
     for i, (p, m) in enumerate(zip(ctc_pieces, initial_mask, strict=True)):
         if not m:
             ax.text(i, 0, p, ha="center", va="center", rotation=rot, fontsize=size)
