@@ -45,6 +45,11 @@ TEST_SETS = ("test", "test-other")  # the synthesized corpus's clean and "other"
 # A model small enough for a one-epoch smoke run (ModelConfig fields over the presets).
 SMOKE_MODEL = {"d_model": 32, "heads": 2, "ffn_dim": 64, "enc_blocks": 1, "dec_blocks": 1, "cnn_kernel": 3,
                "subsample_channels": 8}
+# The CPU setup trains no teacher and no student from scratch: from scratch nothing recognises speech within
+# minutes (the shipped same-size student needed 16 epochs of 6 h). It adopts the shipped teacher and starts
+# every student from the shipped same-size L_jca student, so the runs differ by their loss alone.
+CPU_TEACHER = "pretrained:mini-en/teacher"
+CPU_STUDENT_INIT = "pretrained:mini-en/student-same-ljca"
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class Setup:
     size: str = "smaller"  # the student size trained: "same" (the teacher's preset) | "smaller"
     model: dict = field(default_factory=dict)  # ModelConfig fields over every run's preset ({}: none)
     nbest: int = 10  # |Ω| of eq 8-9 and the teacher's beam for the N-best search
+    student_init: str = ""  # checkpoint every student starts from (train.init_from; "": from scratch)
     log_interval: int = 10  # optimiser steps between the per-step rows of metrics.csv
     note: str = ""
 
@@ -69,7 +75,10 @@ class Setup:
             f"setup {self.name!r} on {self.device}: {self.note}",
             f"corpus: synthesized mini-{c.lang}, {c.hours:g} h of training audio, {c.n_dev} dev and {c.n_test} "
             f"test utterances per condition",
-            f"teacher: AR {p.teacher}, {p.teacher_epochs} epochs; student: Mask-CTC {student} ({self.size}){model}",
+            (f"teacher: AR {p.teacher}, the shipped {p.teacher_from} (adopted, not trained)" if p.teacher_from
+             else f"teacher: AR {p.teacher}, {p.teacher_epochs} epochs")
+            + f"; student: Mask-CTC {student} ({self.size}){model}"
+            + (f", every student starting from {self.student_init}" if self.student_init else ""),
             f"student epochs: L_jca {p.student_epochs + p.finetune_epochs}, stage 1 (+F-KD) {p.student_epochs}, "
             f"stage 2 (++S-KD) {p.finetune_epochs} ({STAGE2_TEXT.get(p.stage2, p.stage2).format(lr=p.finetune_lr)})",
             f"batches of {p.max_frames} (teacher) / {p.student_max_frames or p.max_frames} (students) feature "
@@ -78,11 +87,15 @@ class Setup:
 
 
 def _cpu_preset() -> ReproducePreset:
-    """mini-en shrunk to a few minutes on one CPU thread: 0.15 h of audio, a few epochs, short warm-up."""
-    return replace(MINI_EN, name="notebook-cpu", corpus=CorpusSpec(kind="synth", lang="en", hours=0.15, n_dev=20,
-                                                                  n_test=20),
-                   teacher_epochs=5, student_epochs=4, finetune_epochs=1, warmup_steps=60, max_frames=1500,
-                   student_max_frames=1500, average_last=2)
+    """mini-en for a few minutes on one CPU thread: the shipped teacher (no teacher training), students that
+    continue the shipped same-size L_jca student (:data:`CPU_STUDENT_INIT`) on 0.3 h of synthesized speech,
+    2 + 1 epochs at a constant, low learning rate (no warm-up: the start is a trained model), 30 s batches.
+    The synthesized test / test-other sets are the first 60 utterances of mini-en's (the shipped check sets
+    are their first 20): held out for the teacher and the shipped students alike."""
+    return replace(MINI_EN, name="notebook-cpu", corpus=CorpusSpec(kind="synth", lang="en", hours=0.3, n_dev=20,
+                                                                  n_test=60),
+                   teacher_from=CPU_TEACHER, student_epochs=2, finetune_epochs=1, lr=2e-4, warmup_steps=0,
+                   max_frames=3000, student_max_frames=3000, average_last=1)
 
 
 def _smoke_preset() -> ReproducePreset:
@@ -109,9 +122,10 @@ def choose_setup(smoke: bool = False, device: str | None = None) -> Setup:
     if device.startswith("cuda"):
         return Setup("gpu", device, PRESETS["mini-en-large"], size="same", nbest=10, log_interval=10,
                      note="a GPU is present: the mini-en-large preset of kdlab reproduce")
-    return Setup("cpu", device, _cpu_preset(), size="smaller", nbest=4, log_interval=5,
-                 note="no GPU: a small CPU run that takes a few minutes (far too short to learn much; the shipped "
-                      "models show what the full recipe reaches)")
+    return Setup("cpu", device, _cpu_preset(), size="same", nbest=4, log_interval=5,
+                 student_init=CPU_STUDENT_INIT,
+                 note="no GPU: the shipped teacher, and students continuing the shipped L_jca student for a few "
+                      "minutes with and without KD (same start, same batches, different loss)")
 
 
 # ----------------------------------------------------------------------------- corpus
@@ -309,6 +323,8 @@ class TrainingLab:
             cfg["kd"].update(asdict(w), nbest=self.setup.nbest, beam=max(self.setup.nbest, 2))
         if criterion == "skd" and fkd and self.setup.preset.stage2 == "continue":
             cfg["continue_from"] = str(fkd.run_dir)
+        if self.setup.student_init and not cfg["train"].get("init_from"):  # stage 2 "finetune": fkd's model
+            cfg["train"]["init_from"] = self.setup.student_init
         return self._adapt(cfg)
 
     # --- training
@@ -329,8 +345,26 @@ class TrainingLab:
         return self.runs[label]
 
     def train_teacher(self, on_epoch: EpochCallback | None = None) -> RunInfo:
-        """The AR teacher (joint CTC/attention, eq 6); its folder also holds the tokenizer and CMVN."""
+        """The AR teacher (joint CTC/attention, eq 6); its folder also holds the tokenizer and CMVN. With the
+        preset's ``teacher_from`` the shipped teacher is adopted instead (:func:`adopt_teacher`, no training)."""
+        if self.setup.preset.teacher_from:
+            return self.adopt_teacher(on_epoch)
         return self._train(TEACHER, "ljca", self.teacher_config(), None, on_epoch)
+
+    def adopt_teacher(self, on_epoch: EpochCallback | None = None) -> RunInfo:
+        """The shipped teacher ``preset.teacher_from`` as the teacher run: its tokenizer, CMVN and float32
+        weights copied into a run folder (:mod:`kdlab.reproduce.adopt`); it has no learning curves."""
+        from kdlab.reproduce.adopt import adopt_teacher
+
+        spec = self.setup.preset.teacher_from
+        cfg = self.teacher_config()
+        run_dir = self.root / f"{TEACHER}-{config_digest({**cfg, 'teacher_from': spec})}"
+        corpus_name = spec.removeprefix("pretrained:").split("/")[0]
+        ckpt = adopt_teacher(spec, corpus_name, cfg, run_dir)
+        if on_epoch is not None:
+            on_epoch(Progress(TEACHER, 0, 0, []))
+        self.runs[TEACHER] = RunInfo(TEACHER, "ljca", run_dir, ckpt, None, TEACHER)
+        return self.runs[TEACHER]
 
     def train_student(self, criterion: str, weights: KDWeights | None = None,
                       on_epoch: EpochCallback | None = None, fkd: RunInfo | None = None) -> RunInfo:
@@ -498,7 +532,7 @@ def kd_verdicts(rows: Sequence[dict], set_name: str) -> list[str]:
         if r["criterion"] == "L_jca" or r["model"] not in base or col is None:
             continue
         a, b = float(r[col]), float(base[r["model"]][col])
-        red = relative_reduction(b, a)
+        red = r.get(f"{set_name} rel. red. %", relative_reduction(b, a))  # the table's own figure when it has one
         red_text = "" if red is None else f", rel. red. {red:+.1f} %"
         lines.append(f"{set_name}, {r['model']}: {r['criterion']} {a:.2f} below L_jca {b:.2f}{red_text}? "
                      f"{'yes' if a < b else 'no'}")
