@@ -16,6 +16,7 @@ from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize, to_rgba
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 MASKED_COLOUR = "#d62728"
 KEPT_COLOUR = "#1f77b4"
@@ -44,6 +45,7 @@ def _piece_labels(ax: Axes, pieces: Sequence[str], size: float) -> None:
                 transform=ax.get_xaxis_transform())
 
 
+LOGIT_TICKS = (0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
 MAX_WIDTH = 10.5  # inches: at the widgets' 100 dpi the figure fits JupyterLab's output area unscaled
 
 
@@ -71,6 +73,9 @@ def confidence_figure(pieces: Sequence[str], confidences: Sequence[float], p_thr
     ax.set_yscale(scale)
     if scale == "logit":
         ax.set_ylim(bottom, 1 - LOGIT_LIMITS[0] * 0.05)
+        ticks = [t for t in LOGIT_TICKS if bottom <= t <= 1 - LOGIT_LIMITS[0] * 0.05]
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])  # plain numbers: no mathtext to parse on each redraw
+        ax.yaxis.set_minor_formatter(NullFormatter())
     _piece_labels(ax, pieces, _label_size(len(pieces), width - 1.15))
     ax.set_xlim(-0.6, len(pieces) - 0.4)
     ax.set_ylabel("confidence")
