@@ -43,7 +43,7 @@ ensure_venv() {
   [ -x "$VENV/bin/kdlab" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ] && return 0
   mkdir -p "$VENV"
   exec 9>"$VENV/.install.lock"
-  if ! flock -n 9; then
+  if command -v flock >/dev/null && ! flock -n 9; then  # two installs into one venv: one waits (util-linux)
     echo "[run.sh] another ./run.sh is installing into $VENV; waiting for it" >&2
     flock 9
   fi
