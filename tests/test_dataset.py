@@ -132,7 +132,7 @@ def test_train_augmentation_is_seeded(en_setup, tmp_path):
     a.set_epoch(1)
     assert any(not torch.equal(a[i]["feats"], items[i]["feats"]) for i in range(4))
     cached = {p.name for p in tmp_path.rglob("*.pt")}
-    assert any("__sp0.9.pt" in n for n in cached) and any("__sp1.1.pt" in n for n in cached)
+    assert any("__sp0.9__" in n for n in cached) and any("__sp1.1__" in n for n in cached)  # + content key
 
 
 def test_train_loader_epochs(en_setup):

@@ -212,36 +212,68 @@ def time_warp(x: torch.Tensor, window: int, gen: torch.Generator | None = None) 
     return torch.cat([left, right], dim=2).squeeze(0).T.contiguous()  # (T, D)
 
 
-def _newer(source: str | Path, cached: Path) -> bool:
-    """True when ``source`` was modified after ``cached`` was written (a missing source is not newer)."""
-    try:
-        return os.stat(source).st_mtime_ns > cached.stat().st_mtime_ns
-    except OSError:
-        return False
+_HASH_CHUNK = 1 << 20
+_CONTENT_MEMO: dict[tuple, str] = {}
+_MEMO_MAX = 100_000  # entries (about 30 MB); the memo starts afresh beyond that
+
+
+def file_digest(source: str | Path) -> str:
+    """blake2b of a file's bytes, keyed in a per-process memo by (path, size, inode, mtime, ctime).
+
+    ``ctime`` cannot be set back by the user (``touch -d`` sets it to now), so a file rewritten in place is
+    hashed again even when its modification time was forged.
+    """
+    st = os.stat(source)
+    memo_key = (os.path.realpath(source), st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    if memo_key not in _CONTENT_MEMO:
+        if len(_CONTENT_MEMO) >= _MEMO_MAX:
+            _CONTENT_MEMO.clear()
+        h = hashlib.blake2b(digest_size=16)
+        with open(source, "rb") as f:
+            for block in iter(lambda: f.read(_HASH_CHUNK), b""):
+                h.update(block)
+        _CONTENT_MEMO[memo_key] = h.hexdigest()
+    return _CONTENT_MEMO[memo_key]
+
+
+def content_key(source: str | Path, cfg: FbankConfig) -> str:
+    """Cache key of a source audio file's features: its resolved path, size and content hash, and every
+    fbank setting. Two corpora with the same utterance ids (whatever their file times) never share an
+    entry; neither do two feature configurations."""
+    parts = [os.path.realpath(source), str(os.stat(source).st_size), file_digest(source),
+             json.dumps(asdict(cfg), sort_keys=True)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
 
 
 class FeatureCache:
-    """Fbank features on disk, one ``.pt`` file per (utterance id, speed factor).
+    """Fbank features on disk, one ``.pt`` file per (utterance id, speed factor, source content).
 
-    Files are written atomically, so several data-loader workers may share a cache folder. An entry older
-    than its ``source`` audio file is stale (the corpus was rebuilt in place) and is computed again.
+    Files are written atomically, so several data-loader workers may share a cache folder. With a
+    ``source`` audio file the entry's name carries :func:`content_key` (path, size, content hash, fbank
+    settings): a corpus rebuilt in place, or another corpus reusing the same ids, gets entries of its own.
     """
 
     def __init__(self, cache_dir: str | Path, cfg: FbankConfig | None = None) -> None:
-        cfg = cfg or FbankConfig()
-        self.root = Path(cache_dir) / cfg.tag
+        self.cfg = cfg or FbankConfig()
+        self.root = Path(cache_dir) / self.cfg.tag
         self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "config.json").write_text(json.dumps(asdict(cfg)) + "\n")
+        (self.root / "config.json").write_text(json.dumps(asdict(self.cfg)) + "\n")
 
-    def path(self, utt_id: str, speed: float = 1.0) -> Path:
+    def path(self, utt_id: str, speed: float = 1.0, source: str | Path | None = None) -> Path:
+        """Entry file of ``utt_id`` at ``speed``; keyed by the content of ``source`` when given."""
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", utt_id)
         if safe != utt_id:  # keep distinct ids distinct after sanitising
             safe += "-" + hashlib.sha1(utt_id.encode()).hexdigest()[:8]
-        return self.root / f"{safe}__sp{speed:g}.pt"
+        key = "" if source is None else "__" + content_key(source, self.cfg)
+        return self.root / f"{safe}__sp{speed:g}{key}.pt"
 
     def get(self, utt_id: str, speed: float = 1.0, source: str | Path | None = None) -> torch.Tensor | None:
-        p = self.path(utt_id, speed)
-        if not p.is_file() or (source is not None and _newer(source, p)):
+        """The cached features, or None (no entry, unreadable entry, unreadable source)."""
+        try:
+            p = self.path(utt_id, speed, source)
+        except OSError:  # the source cannot be read: let the computation report it
+            return None
+        if not p.is_file():
             return None
         try:
             feats = torch.load(p, weights_only=True)
@@ -249,16 +281,18 @@ class FeatureCache:
             return None
         return feats if isinstance(feats, torch.Tensor) else None
 
-    def put(self, utt_id: str, speed: float, feats: torch.Tensor) -> None:
-        p = self.path(utt_id, speed)
+    def put(self, utt_id: str, speed: float, feats: torch.Tensor, source: str | Path | None = None) -> None:
+        """Write an entry atomically (temp file, rename)."""
+        p = self.path(utt_id, speed, source)
         tmp = p.with_name(f"{p.name}.{os.getpid()}.tmp")
         torch.save(feats.contiguous().clone(), tmp)
         os.replace(tmp, p)
 
     def get_or_compute(self, utt_id: str, speed: float, compute: Callable[[], torch.Tensor],
                        source: str | Path | None = None) -> torch.Tensor:
+        """Cached features of ``utt_id``, computed and stored on a miss."""
         feats = self.get(utt_id, speed, source)
         if feats is None:
             feats = compute()
-            self.put(utt_id, speed, feats)
+            self.put(utt_id, speed, feats, source)
         return feats

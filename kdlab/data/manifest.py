@@ -51,6 +51,19 @@ def read_manifest(path: str | Path) -> list[dict]:
     return records
 
 
+class LimitError(UserError, ValueError):
+    """A negative utterance limit (``--limit -1`` would silently drop the last utterance)."""
+
+
+def first_records(records: list[dict], limit: int | None, flag: str = "--limit") -> list[dict]:
+    """The first ``limit`` records (all of them for None); a negative limit is a :class:`LimitError`."""
+    if limit is None:
+        return records
+    if limit < 0:
+        raise LimitError(f"{flag} {limit}: must be >= 0 (the number of utterances to take from the start)")
+    return records[:limit]
+
+
 def write_manifest(path: str | Path, records: Iterable[dict]) -> None:
     """Write records as JSONL (UTF-8, one per line), atomically (temp file + rename)."""
     with atomic_file(path) as f:

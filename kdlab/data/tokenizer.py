@@ -23,21 +23,39 @@ UNK_SURFACE = "\u2047"  # "⁇": one character, so an unknown token counts as on
 CONFIG_NAME = "tokenizer.json"
 LANGS = ("en", "zh")
 
-_EN_DROP = re.compile(r"[^a-z0-9' ]+")
+_EN_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})  # ’ ‘ ʼ -> '
 _SPACES = re.compile(r"\s+")
+
+
+def _en_char(ch: str) -> str:
+    """One English character after accent stripping: letters, digits, apostrophes and symbols (emoji,
+    currency, maths: out of vocabulary for the tokenizer) stay; punctuation, controls, spaces -> space."""
+    if ch == "'":
+        return ch
+    cat = unicodedata.category(ch)
+    return ch if cat[0] in "LNS" else " "
+
+
+def strip_accents(text: str) -> str:
+    """NFKD, then drop combining marks: "ÉCOLE naïve" -> "ECOLE naive"; compatibility forms are unfolded."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return unicodedata.normalize("NFC", "".join(ch for ch in decomposed if not unicodedata.combining(ch)))
 
 
 def normalize_text(text: str, lang: str) -> str:
     """Normalise a transcript the same way for training, decoding and scoring.
 
-    ``en``: NFKC, lower case, anything but letters, digits and apostrophes becomes a space, single spaces.
+    ``en``: NFKD with accents stripped, lower case, typographic apostrophes -> ``'``; punctuation and
+    controls become spaces, single spaces. Letters outside a-z (``ß``, Cyrillic) and symbols (emoji,
+    ``€``, ``+``) are kept, so the tokenizer maps them to ``<unk>`` and they count as OOV.
     ``zh``: NFKC, lower case (for embedded Latin letters), punctuation, symbols and all spaces removed.
     """
     if lang not in LANGS:
         raise ValueError(f"unknown language {lang!r}; expected one of {LANGS}")
-    text = unicodedata.normalize("NFKC", text).lower()
     if lang == "en":
-        return _SPACES.sub(" ", _EN_DROP.sub(" ", text)).strip()
+        text = strip_accents(text).lower().translate(_EN_APOSTROPHES)
+        return _SPACES.sub(" ", "".join(_en_char(ch) for ch in text)).strip()
+    text = unicodedata.normalize("NFKC", text).lower()
     return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN")
 
 

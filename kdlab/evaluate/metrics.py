@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import editdistance
 
+from kdlab.errors import UserError
+
 CORRECT, SUB, INS, DEL = "C", "S", "I", "D"
 UNITS = ("char", "word")
 
@@ -71,7 +73,8 @@ def align(ref: Sequence[str], hyp: Sequence[str]) -> list[AlignOp]:
 class ErrorStats:
     """Edit counts over one or more utterances; add them up with ``+`` or ``sum(...)``.
 
-    Rates are percentages of the number of reference tokens (``n_ref``).
+    Rates are percentages of the number of reference tokens (``n_ref``). Utterances with an empty reference
+    are not scored (no rate exists for them) but counted in ``empty_refs``.
     """
 
     n_ref: int = 0
@@ -80,6 +83,7 @@ class ErrorStats:
     dele: int = 0
     n_utts: int = 0
     n_utts_err: int = 0
+    empty_refs: int = 0  # utterances not scored: no reference token (counted skip, docs/BAD_INPUT.md)
 
     @property
     def errors(self) -> int:
@@ -100,7 +104,7 @@ class ErrorStats:
             return NotImplemented
         return ErrorStats(self.n_ref + other.n_ref, self.sub + other.sub, self.ins + other.ins,
                           self.dele + other.dele, self.n_utts + other.n_utts,
-                          self.n_utts_err + other.n_utts_err)
+                          self.n_utts_err + other.n_utts_err, self.empty_refs + other.empty_refs)
 
     def __radd__(self, other: object) -> ErrorStats:
         if other == 0:  # lets sum() start from 0
@@ -136,13 +140,29 @@ def utterance_stats(ref: Sequence[str], hyp: Sequence[str]) -> ErrorStats:
     return stats
 
 
-def error_rate(refs: Sequence[str], hyps: Sequence[str], unit: str = "char") -> ErrorStats:
-    """Corpus CER (``unit="char"``) or WER (``unit="word"``) with S/I/D counts over transcript strings."""
+class EmptyReferenceError(UserError, ValueError):
+    """A reference with no scoring unit, where strict scoring asks for an error; the message names it."""
+
+
+def error_rate(refs: Sequence[str], hyps: Sequence[str], unit: str = "char", *,
+               ids: Sequence[str] | None = None, strict: bool = False) -> ErrorStats:
+    """Corpus CER (``unit="char"``) or WER (``unit="word"``) with S/I/D counts over transcript strings.
+
+    An empty reference (no character / word) is skipped and counted in ``empty_refs``; with ``strict`` it
+    is an :class:`EmptyReferenceError` naming the utterance (``ids[i]``, else its index).
+    """
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
     total = ErrorStats()
-    for ref, hyp in zip(refs, hyps, strict=True):
-        total = total + utterance_stats(tokens_for_unit(ref, unit), tokens_for_unit(hyp, unit))
+    for i, (ref, hyp) in enumerate(zip(refs, hyps, strict=True)):
+        ref_units = tokens_for_unit(ref, unit)
+        if not ref_units:
+            if strict:
+                name = ids[i] if ids is not None else f"#{i}"
+                raise EmptyReferenceError(f"utterance {name}: empty reference transcript, cannot be scored")
+            total = total + ErrorStats(empty_refs=1)
+            continue
+        total = total + utterance_stats(ref_units, tokens_for_unit(hyp, unit))
     return total
 
 

@@ -4,6 +4,14 @@ Method names: ``ctc_greedy``, ``ctc_prefix_beam`` (``ctc_prefix_beam5`` sets the
 (AR models: joint CTC/attention, ``attention_beam10``), ``maskctc_greedy``, ``maskctc_beam``
 (Mask-CTC models: Algorithm 1, ``maskctc_beam5``), ``rnnt_greedy``, ``rnnt_beam`` (transducers,
 ``kdlab.search.transducer``). A trailing number overrides the ``beam`` option.
+
+Long audio (docs/BAD_INPUT.md): the encoder's self-attention costs time and memory quadratic in the
+utterance length, so every method has a maximum utterance length, :data:`MAX_SECONDS`. The CTC methods
+(``ctc_greedy``, ``ctc_prefix_beam``) have none: a batch decoded with CTC methods only whose longest
+utterance exceeds :data:`CTC_CHUNK_ABOVE_S` is encoded in windows of :data:`CTC_CHUNK_S` seconds (plus
+:data:`CTC_CONTEXT_S` of context on each side, dropped after encoding), so memory grows linearly with the
+length. Every other method refuses a longer utterance with a :class:`LongAudioError` naming it and its
+duration (split the recording, or decode it with a CTC method).
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from typing import Any
 
 import torch
 
-from kdlab.nn.masks import length_mask
+from kdlab.errors import UserError
+from kdlab.nn.masks import length_mask, subsampled_lengths
 from kdlab.search.ctc import ctc_greedy, ctc_prefix_beam
 from kdlab.search.joint_beam import StepFn, joint_beam_search
 from kdlab.search.maskctc import MLMFn, maskctc_greedy
@@ -30,6 +39,21 @@ MASKCTC_ONLY = ("maskctc_greedy", "maskctc_beam")
 RNNT_ONLY = ("rnnt_greedy", "rnnt_beam")
 CTC_METHODS = ("ctc_greedy", "ctc_prefix_beam")
 _NAME = re.compile(r"^([a-z_]+?)(\d+)?$")
+
+FRAME_SHIFT_S = 0.01  # fbank frame shift: seconds = feature frames x 0.01
+SUBSAMPLING = 4  # encoder frame = 4 feature frames (Conv2d x4)
+MAX_SECONDS = {  # longest utterance each method decodes in one piece (None: CTC, chunked above the limit)
+    "ctc_greedy": None, "ctc_prefix_beam": None,
+    "attention_beam": 60.0, "maskctc_greedy": 60.0, "maskctc_beam": 60.0,
+    "rnnt_greedy": 60.0, "rnnt_beam": 60.0,
+}
+CTC_CHUNK_ABOVE_S = 60.0  # CTC-only batches with a longer utterance are encoded in windows
+CTC_CHUNK_S = 30.0  # kept frames per window
+CTC_CONTEXT_S = 2.0  # extra encoder context on each side of a window (its frames are dropped)
+
+
+class LongAudioError(UserError, ValueError):
+    """An utterance longer than a decoding method's maximum; the message names it and its duration."""
 
 
 @dataclass
@@ -125,10 +149,11 @@ def spread(logits: torch.Tensor, pos: torch.Tensor, used: torch.Tensor, length: 
 
 
 def run_method(
-    name: str, model: Any, enc: torch.Tensor, enc_lens: torch.Tensor, ctc_logp: torch.Tensor | None,
+    name: str, model: Any, enc: torch.Tensor | None, enc_lens: torch.Tensor, ctc_logp: torch.Tensor | None,
     opts: DecodeOptions,
 ) -> list[list[int]]:
-    """Apply one method to an encoded batch; returns the best token ids per utterance."""
+    """Apply one method to an encoded batch (``enc`` is None for chunked CTC); returns the best token ids
+    per utterance."""
     base, num = parse_method(name)
     beam = num or opts.beam
     if base in RNNT_ONLY:
@@ -153,6 +178,62 @@ def run_method(
     return [hyps[0].tokens for hyps in found]
 
 
+def check_lengths(batch: dict, methods: list[str]) -> None:
+    """Raise :class:`LongAudioError` for the first utterance longer than a method's :data:`MAX_SECONDS`."""
+    lens = batch["feat_lens"].tolist()
+    ids = batch.get("ids") or [f"#{i}" for i in range(len(lens))]
+    for name in methods:
+        limit = MAX_SECONDS[parse_method(name)[0]]
+        longest = max(range(len(lens)), key=lambda i: lens[i], default=None)
+        if limit is None or longest is None:
+            continue
+        seconds = lens[longest] * FRAME_SHIFT_S
+        if seconds > limit:
+            raise LongAudioError(
+                f"utterance {ids[longest]}: {seconds:.1f} s of audio is longer than the {limit:g} s that "
+                f"{name} decodes (memory grows with the square of the length); split the recording, or "
+                f"decode it with ctc_greedy / ctc_prefix_beam, which cut long audio into windows")
+
+
+def needs_chunking(batch: dict, methods: list[str]) -> bool:
+    """True when every method is a CTC method and the longest utterance exceeds CTC_CHUNK_ABOVE_S."""
+    only_ctc = all(parse_method(m)[0] in CTC_METHODS for m in methods)
+    return only_ctc and int(batch["feat_lens"].max()) * FRAME_SHIFT_S > CTC_CHUNK_ABOVE_S
+
+
+def chunked_ctc_log_probs(model: Any, feats: torch.Tensor, chunk_s: float = CTC_CHUNK_S,
+                          context_s: float = CTC_CONTEXT_S) -> torch.Tensor:
+    """CTC log-probabilities (T', V) of one utterance's features (T, D), encoded in windows.
+
+    Window k keeps encoder frames [k*C, (k+1)*C) and sees ``context_s`` more audio on each side; encoder
+    frame j depends on feature frames 4j .. 4j+6, so the kept frames line up with a whole-utterance
+    encoding and T' = ((T - 1) // 2 - 1) // 2 exactly. Peak memory depends on the window, not on T.
+    """
+    total = int(subsampled_lengths(torch.tensor(feats.size(0))))
+    chunk = max(1, int(chunk_s / (FRAME_SHIFT_S * SUBSAMPLING)))
+    context = int(context_s / (FRAME_SHIFT_S * SUBSAMPLING))
+    pieces = []
+    for start in range(0, total, chunk):
+        end = min(total, start + chunk)
+        lo, hi = max(0, start - context), min(total, end + context)
+        window = feats[SUBSAMPLING * lo: min(feats.size(0), SUBSAMPLING * hi + 3)]  # (n, D)
+        n = torch.tensor([window.size(0)], device=feats.device)
+        enc, _ = model.encode(window[None], n)  # (1, hi - lo, d)
+        pieces.append(model.ctc_log_probs(enc)[0, start - lo: end - lo])
+    return torch.cat(pieces)  # (T', V)
+
+
+def encode_ctc_chunked(model: Any, feats: torch.Tensor, feat_lens: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch's CTC log-probabilities (B, T'max, V) and lengths, each utterance encoded in windows."""
+    rows = [chunked_ctc_log_probs(model, feats[b, : int(n)]) for b, n in enumerate(feat_lens.tolist())]
+    lens = torch.tensor([r.size(0) for r in rows], device=feats.device)
+    out = rows[0].new_zeros(len(rows), int(lens.max()), rows[0].size(1))
+    for b, r in enumerate(rows):
+        out[b, : r.size(0)] = r
+    return out, lens
+
+
 def decode(
     model: Any, batch: dict, methods: list[str], timings: dict[str, float] | None = None, **opts: Any
 ) -> dict[str, list[list[int]]]:
@@ -160,15 +241,22 @@ def decode(
 
     ``opts`` are :class:`DecodeOptions` fields (beam, ctc_weight, p_thr, K, maxlen_ratio, end_rule). If ``timings``
     is given, seconds are added under ``"encoder"`` and under each method name.
-    Returns ``{method: [token ids per utterance]}`` in batch order.
+    Returns ``{method: [token ids per utterance]}`` in batch order. An utterance longer than a method's
+    :data:`MAX_SECONDS` is a :class:`LongAudioError`; CTC-only batches of long audio are chunked.
     """
     options = DecodeOptions(**opts)
     check_methods(model, methods)
+    check_lengths(batch, methods)
     dev = next(model.parameters()).device
     with torch.inference_mode():
         t0 = time.perf_counter()
-        enc, enc_lens = model.encode(batch["feats"].to(dev), batch["feat_lens"].to(dev))  # (B, T', D)
-        ctc_logp = model.ctc_log_probs(enc) if hasattr(model, "ctc") else None  # (B, T', V)
+        feats, feat_lens = batch["feats"].to(dev), batch["feat_lens"].to(dev)
+        if needs_chunking(batch, methods):
+            enc = None
+            ctc_logp, enc_lens = encode_ctc_chunked(model, feats, feat_lens)  # (B, T', V)
+        else:
+            enc, enc_lens = model.encode(feats, feat_lens)  # (B, T', D)
+            ctc_logp = model.ctc_log_probs(enc) if hasattr(model, "ctc") else None  # (B, T', V)
         _add(timings, "encoder", t0)
         out = {}
         for name in methods:
