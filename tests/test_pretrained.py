@@ -69,6 +69,8 @@ def test_export_layout_and_card(run_ckpt: Path, env: Path):
     assert pretrained.available() == ["tiny-en/student"] and pretrained.path(SPEC) == folder
     card = pretrained.card("tiny-en", "student")
     assert card["sha256"] == pretrained.sha256_of(folder / "model.pt")
+    assert card["files"] == pretrained.file_hashes(folder)  # every file the model depends on
+    assert set(card["files"]) == {"model.pt", "cmvn.json", "tokenizer/tokenizer.json", "tokenizer/tokens.txt"}
     assert card["kind"] == "maskctc" and card["recipe"] == "tests/test_pretrained.py" and card["seed"] == 0
     assert card["source"] == "run/avg-1.pt" and card["epoch"] == 1 and card["averaged"] == ["epoch-1.pt"]
     original = load_model_from_checkpoint(run_ckpt)[0]

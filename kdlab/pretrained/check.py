@@ -20,7 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdlab.data.manifest import read_manifest, write_manifest
-from kdlab.pretrained.store import ENV_ROOT, NAME_RE, PretrainedError, card, parse_spec, pretrained_root
+from kdlab.pretrained.store import (
+    CHECK_PREFIX,
+    ENV_ROOT,
+    NAME_RE,
+    PretrainedError,
+    card,
+    check_result_keys,
+    check_set_name,
+    parse_spec,
+    pretrained_root,
+)
 
 CHECK_DIR = "check"
 
@@ -57,16 +67,25 @@ def write_check_set(manifest: str | Path, n: int, corpus: str, set_name: str,
         raise ValueError(f"{corpus}/{set_name}: names may hold letters, digits, '.', '_' and '-' only")
     records = read_manifest(manifest)[:n]
     out = check_manifest(corpus, set_name, root)
-    audio_dir = out.with_suffix("")
-    shutil.rmtree(audio_dir, ignore_errors=True)
-    audio_dir.mkdir(parents=True)
-    shipped = []
-    for rec in records:
-        src = Path(rec["path"])
-        shutil.copy2(src, audio_dir / src.name)
-        shipped.append({**rec, "path": f"{set_name}/{src.name}"})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{set_name}.tmp-"))  # audio complete before use
+    try:
+        shipped = [_copy_audio(rec, staged, set_name) for rec in records]
+        os.chmod(staged, 0o755)
+        audio_dir = out.with_suffix("")
+        shutil.rmtree(audio_dir, ignore_errors=True)
+        os.replace(staged, audio_dir)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     write_manifest(out, shipped)
     return out
+
+
+def _copy_audio(rec: dict, folder: Path, set_name: str) -> dict:
+    """Copy the audio of manifest record ``rec`` into ``folder``; the record with its shipped path."""
+    src = Path(rec["path"])
+    shutil.copy2(src, folder / src.name)
+    return {**rec, "path": f"{set_name}/{src.name}"}
 
 
 @contextmanager
@@ -102,11 +121,12 @@ def verify(spec: str, root: str | Path | None = None) -> list[CheckResult]:
     """Re-decode every ``check/<set>`` figure on the card of ``<corpus>/<name>``; empty if it has none."""
     corpus, name = parse_spec(spec)
     data = card(corpus, name, root)
+    check_result_keys(data.get("results") or {})  # every key checked before anything is decoded
     results = []
     for set_key, methods in sorted((data.get("results") or {}).items()):
-        if not set_key.startswith(f"{CHECK_DIR}/"):
+        if not set_key.startswith(CHECK_PREFIX):
             continue
-        manifest = check_manifest(corpus, set_key.split("/", 1)[1], root)
+        manifest = check_manifest(corpus, check_set_name(set_key), root)  # confined to <corpus>/check/
         if not manifest.is_file():
             raise PretrainedError(f"{corpus}/{name}: card result {set_key!r} has no check set {manifest}")
         for method, row in sorted(methods.items()):

@@ -1,4 +1,4 @@
-"""``kdlab pretrained list|card|export|checkset|verify|ship``: the shipped pretrained models (see
+"""``kdlab pretrained list|card|export|checkset|verify|ship|seal``: the shipped pretrained models (see
 :mod:`kdlab.pretrained.store` and :mod:`kdlab.pretrained.check`).
 
 Examples::
@@ -11,6 +11,7 @@ Examples::
     kdlab pretrained checkset data/cache/corpora/mini-en-3h/test.jsonl --as mini-en/test-clean --n 20
     kdlab pretrained verify mini-en/teacher
     kdlab pretrained ship runs/reproduce-mini-en --preset mini-en
+    kdlab pretrained seal --all                   # record per-file sha256 on cards from before them
 
 Every command that takes ``--ckpt`` also takes ``pretrained:<corpus>/<name>``.
 """
@@ -66,6 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     h.add_argument("--family", dest="families", action="append", default=[],
                    choices=["inter", "stream", "rnnt", "all"],
                    help="ship the runs of kdlab reproduce --family instead of the paper's models (repeatable)")
+    z = sub.add_parser("seal", parents=[common],
+                       help="record the sha256 of cmvn.json and every tokenizer file on cards that lack them "
+                            "(model.pt must still match its card; recorded hashes are never replaced)")
+    z.add_argument("specs", nargs="*", metavar="spec", help="<corpus>/<name> (or --all)")
+    z.add_argument("--all", action="store_true", help="every installed model")
     v.add_argument("--tolerance", type=float, default=0.01,
                    help="allowed difference in errors, as a share of the reference length (default 0.01)")
 
@@ -189,8 +195,19 @@ def do_ship(args: argparse.Namespace) -> None:
         print(f"{folder}: exported")
 
 
+def do_seal(args: argparse.Namespace) -> None:
+    from kdlab.pretrained import store as pretrained
+
+    specs = pretrained.available(args.root) if args.all else args.specs
+    if not specs:
+        raise ValueError("seal: name models (<corpus>/<name>) or give --all")
+    for spec in specs:
+        changed = pretrained.seal(pretrained.path(spec, args.root))
+        print(f"{spec}: {'per-file sha256 recorded' if changed else 'already sealed, all files match'}")
+
+
 ACTIONS = {"list": do_list, "card": do_card, "export": do_export, "checkset": do_checkset, "verify": do_verify,
-           "ship": do_ship}
+           "ship": do_ship, "seal": do_seal}
 
 
 def main(args: argparse.Namespace) -> int:

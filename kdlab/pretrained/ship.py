@@ -6,21 +6,48 @@ both sizes) an export whose card holds the run's full-set results (``<run>/decod
 measured with the float32 checkpoint), the recipe and the corpus seed, and then the shipped (float16) model's
 own figures on the check sets with its Table-1 method and CTC greedy — the figures the test suite re-checks.
 ``--family`` ships the runs of ``kdlab reproduce --family`` the same way (:func:`ship_families`).
+
+Every model is written complete — weights, tokenizer, CMVN, card with all its figures — into a hidden staging
+folder ``<models root>/.ship-<pid>-<random>/`` and only then renamed into place (:func:`_ship_models`), so a
+killed ``ship`` leaves no model that looks finished; the staging folder of a dead ship is removed by the next.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from kdlab.pretrained.check import decode_row, write_check_set
-from kdlab.pretrained.store import export, read_card, write_card
+from kdlab.pretrained.store import (
+    PretrainedError,
+    export,
+    parse_spec,
+    place_folder,
+    pretrained_root,
+    read_card,
+    write_card,
+)
 from kdlab.reproduce.eval import DIAGNOSTIC, eval_sets, set_labels, table1_method
 from kdlab.reproduce.presets import ReproducePreset
 from kdlab.reproduce.stages import TEACHER, StudentRun, checkpoint_of, is_done
 
 SHIPPED_CRITERIA = ("ljca", "skd")  # the baseline and the fully distilled student of each size
+STAGE_PREFIX = ".ship-"  # staging folders in the models root: .ship-<pid>-<random>
+
+
+@dataclass(frozen=True)
+class ShipJob:
+    """One model to ship: its checkpoint, shipped name, card fields and the methods of its check figures."""
+
+    ckpt: Path
+    name: str
+    fields: dict
+    methods: list[str]
 
 
 def shipped_models(preset: ReproducePreset) -> dict[str, str]:
@@ -95,20 +122,18 @@ def ship_run(root: Path, preset: ReproducePreset, n_check: int = 20, models_root
     if missing:
         raise ValueError(f"{root}: stage(s) {', '.join(missing)} not finished; run kdlab reproduce first")
     corpus_dir = Path(load_config(root / TEACHER / "config.yaml").data.corpus)
+    _refuse_existing(corpus, list(models.values()), models_root, force)
     checks = _check_sets(corpus_dir, corpus, n_check, models_root)
     sets = "".join(f" --set {shlex.quote(item)}" for item in run_overrides(root))
-    folders = []
+    jobs = []
     for run, name in models.items():
         ckpt = checkpoint_of(root / run)
         kind = "ar" if run == TEACHER else "maskctc"
         fields = {"recipe": f"kdlab reproduce --preset {preset.name}{sets} ({run} stage)",
                   "command": f"./run.sh reproduce --preset {preset.name}{sets}", "corpus_seed": preset.corpus.seed,
                   "results": _run_results(root / "decode" / run, corpus_dir)}
-        folder = export(ckpt, corpus, name, fields, root=models_root, overwrite=force)
-        methods = [table1_method(kind), DIAGNOSTIC]
-        _add_results(folder, _check_results(f"pretrained:{corpus}/{name}", methods, checks, models_root))
-        folders.append(folder)
-    return folders
+        jobs.append(ShipJob(ckpt, name, fields, [table1_method(kind), DIAGNOSTIC]))
+    return _ship_models(jobs, corpus, checks, models_root, force)
 
 
 def ship_families(root: Path, preset: ReproducePreset, families: list[str], n_check: int = 20,
@@ -123,16 +148,74 @@ def ship_families(root: Path, preset: ReproducePreset, families: list[str], n_ch
     if missing:
         raise ValueError(f"{root}: run(s) {', '.join(missing)} not finished; run kdlab reproduce --family first")
     corpus_dir = Path(load_config(root / TEACHER / "config.yaml").data.corpus)
+    _refuse_existing(preset.name, [run.name for run in runs], models_root, force)
     checks = _check_sets(corpus_dir, preset.name, n_check, models_root)
-    folders = []
+    jobs = []
     for run in runs:
         fields = {"recipe": f"kdlab reproduce --preset {preset.name} --family {run.family} ({run.name})",
                   "command": f"./run.sh reproduce --preset {preset.name} --family {run.family}",
                   "corpus_seed": preset.corpus.seed, "family": run.family, "label": run.label,
                   "results": _run_results(root / FAMILIES_DIR / "decode" / run.name, corpus_dir)}
-        folder = export(checkpoint_of(run_dir(root, run.name)), preset.name, run.name, fields, root=models_root,
-                        overwrite=force)
-        spec = f"pretrained:{preset.name}/{run.name}"
-        _add_results(folder, _check_results(spec, list(run.methods), checks, models_root))
-        folders.append(folder)
-    return folders
+        jobs.append(ShipJob(checkpoint_of(run_dir(root, run.name)), run.name, fields, list(run.methods)))
+    return _ship_models(jobs, preset.name, checks, models_root, force)
+
+
+def _refuse_existing(corpus: str, names: list[str], models_root: Path | None, force: bool) -> None:
+    """Raise before any work when a model to ship exists already and ``force`` is not given."""
+    base = pretrained_root(models_root)
+    existing = [n for n in names if (base / corpus / n).exists()]
+    if existing and not force:
+        raise PretrainedError(f"{base / corpus}: {', '.join(existing)} already shipped (replace with --force)")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_stages(base: Path) -> list[Path]:
+    """Delete the staging folders that a killed ``ship`` left in the models root ``base``; returns them."""
+    stale = []
+    for stage in base.glob(f"{STAGE_PREFIX}*"):
+        pid = stage.name[len(STAGE_PREFIX):].split("-", 1)[0]
+        if stage.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(stage, ignore_errors=True)
+            stale.append(stage)
+    return stale
+
+
+def _stage_model(job: ShipJob, corpus: str, checks: dict[str, Path], stage: Path) -> Path:
+    """Export ``job`` into the staging root ``stage`` and add its check-set figures, measured on the staged
+    (float16) model; returns the staged, complete model folder."""
+    folder = export(job.ckpt, corpus, job.name, job.fields, root=stage)
+    _add_results(folder, _check_results(f"pretrained:{corpus}/{job.name}", job.methods, checks, stage))
+    return folder
+
+
+def _ship_models(jobs: list[ShipJob], corpus: str, checks: dict[str, Path], models_root: Path | None,
+                 force: bool) -> list[Path]:
+    """Write every model of ``jobs`` complete in a hidden staging folder, then rename each into
+    ``<models root>/<corpus>/<name>`` (replacing an old one only with ``force``); returns the folders."""
+    corpus = parse_spec(f"{corpus}/x")[0]
+    base = pretrained_root(models_root)
+    _refuse_existing(corpus, [job.name for job in jobs], models_root, force)
+    base.mkdir(parents=True, exist_ok=True)
+    remove_stale_stages(base)
+    stage = Path(tempfile.mkdtemp(dir=base, prefix=f"{STAGE_PREFIX}{os.getpid()}-"))
+    try:
+        staged = [_stage_model(job, corpus, checks, stage) for job in jobs]
+        (base / corpus).mkdir(exist_ok=True)
+        folders = []
+        for folder in staged:
+            dest = base / corpus / folder.name
+            place_folder(folder, dest)
+            folders.append(dest)
+        return folders
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

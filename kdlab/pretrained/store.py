@@ -5,7 +5,9 @@ Layout (``data/pretrained/`` at the repository root, or ``$KDLAB_PRETRAINED``)::
     <corpus>/<name>/model.pt      float16 state dict + experiment config, kind, vocab size (weights-only safe)
     <corpus>/<name>/tokenizer/    the run's tokenizer folder
     <corpus>/<name>/cmvn.json     the run's global CMVN
-    <corpus>/<name>/card.json     model card: recipe, command, seeds, parameters, sha256 of model.pt, results
+    <corpus>/<name>/card.json     model card: recipe, command, seeds, parameters, results, and the sha256
+                                  of every file the model depends on (``files``: model.pt, cmvn.json,
+                                  each tokenizer/ file), all checked on every load
 
 :func:`load` returns the same ``(model, tokenizer, cmvn, exp_cfg)`` tuple as
 :func:`kdlab.checkpoint.load_model_from_checkpoint` (float32 model in eval mode), which accepts the spec
@@ -43,6 +45,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = REPO_ROOT / "data" / "pretrained"
 MODEL_FILE, CARD_FILE, TOKENIZER_DIR, CMVN_FILE = "model.pt", "card.json", "tokenizer", "cmvn.json"
 FORMAT = "kdlab-pretrained-1"
+CHECK_PREFIX = "check/"  # card result keys re-checkable on a shipped check set: check/<set>
+FILES_KEY = "files"  # card entry {relative path: sha256} of every file the model depends on
 DATA_PATH_KEYS = ("corpus", "train", "dev")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 FP16_MAX = torch.finfo(torch.float16).max
@@ -104,9 +108,9 @@ def path(spec: str, root: str | Path | None = None) -> Path:
 
 
 def verified_model_file(spec: str, root: str | Path | None = None) -> Path:
-    """``model.pt`` of a pretrained model, its sha256 checked against the card."""
+    """``model.pt`` of a pretrained model, every file it depends on checked against the card's sha256."""
     folder = path(spec, root)
-    check_sha256(folder, read_card(folder))
+    check_files(folder, read_card(folder))
     return folder / MODEL_FILE
 
 
@@ -141,13 +145,81 @@ def card(corpus: str, name: str, root: str | Path | None = None) -> dict:
     return read_card(path(f"{corpus}/{name}", root))
 
 
+def _check_hash(file: Path, want: Any) -> None:
+    """Raise unless ``file`` hashes to ``want`` (the card's hex sha256)."""
+    got = sha256_of(file)
+    if got != want:
+        shown = f"{want[:16]}…" if isinstance(want, str) else repr(want)
+        raise PretrainedError(f"{file}: sha256 {got[:16]}… does not match {CARD_FILE} ({shown}); "
+                              f"the file is corrupt or was replaced")
+
+
 def check_sha256(folder: Path, card_data: dict) -> None:
     """Raise unless ``model.pt`` hashes to the card's ``sha256``."""
-    file = folder / MODEL_FILE
-    got, want = sha256_of(file), card_data["sha256"]
-    if got != want:
-        raise PretrainedError(f"{file}: sha256 {got[:16]}… does not match {CARD_FILE} ({want[:16]}…); "
-                              f"the file is corrupt or was replaced")
+    _check_hash(folder / MODEL_FILE, card_data["sha256"])
+
+
+def dependency_files(folder: Path) -> list[str]:
+    """Every file a model folder's model depends on, relative to it: ``model.pt``, ``cmvn.json`` and each
+    file under ``tokenizer/`` (sorted, ``/``-separated)."""
+    tokenizer = folder / TOKENIZER_DIR
+    extra = sorted(p.relative_to(folder).as_posix() for p in tokenizer.rglob("*") if p.is_file())
+    return [MODEL_FILE, CMVN_FILE, *extra]
+
+
+def file_hashes(folder: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of :func:`dependency_files` (the card's ``files`` entry)."""
+    return {rel: sha256_of(folder / rel) for rel in dependency_files(folder)}
+
+
+def _card_files(folder: Path, card_data: dict) -> dict[str, Any]:
+    """The card's ``files`` entry; a card without one, or with a path that leaves the folder, raises."""
+    files = card_data.get(FILES_KEY)
+    card_file = folder / CARD_FILE
+    if not isinstance(files, dict) or MODEL_FILE not in files:
+        raise PretrainedError(f"{card_file}: records no sha256 of cmvn.json and tokenizer/ (a card from before "
+                              f"per-file hashes); add them with: kdlab pretrained seal {folder.parent.name}/"
+                              f"{folder.name}")
+    for rel in files:
+        if not _inside(folder / rel, folder):
+            raise PretrainedError(f"{card_file}: files entry {rel!r} is outside the model folder")
+    return files
+
+
+def _inside(p: Path, folder: Path) -> bool:
+    """True when ``p`` (resolved) lies inside ``folder`` (resolved), never equal to it."""
+    inner, outer = p.resolve(), folder.resolve()
+    return inner != outer and inner.is_relative_to(outer)
+
+
+def check_files(folder: Path, card_data: dict) -> None:
+    """Raise unless every file the model depends on hashes to the card's ``files`` entry and the card lists
+    exactly those files (a tokenizer file added or removed is refused too); one line naming the file."""
+    files = _card_files(folder, card_data)
+    check_sha256(folder, card_data)
+    present = set(dependency_files(folder))
+    for rel, want in files.items():
+        if rel not in present:
+            raise PretrainedError(f"{folder / rel}: missing (listed in {CARD_FILE}); the model folder is incomplete")
+        _check_hash(folder / rel, want)
+    unlisted = sorted(present - set(files))
+    if unlisted:
+        raise PretrainedError(f"{folder / unlisted[0]}: not listed in {CARD_FILE}; the file was added or the "
+                              f"card is from another model")
+
+
+def seal(folder: Path) -> bool:
+    """Record the sha256 of every dependency file on the card of ``folder`` (cards from before per-file
+    hashes). ``model.pt`` must still match the card's ``sha256`` and hashes already on the card are kept:
+    a file that no longer matches is refused, never re-blessed. Returns whether the card changed."""
+    data = read_card(folder)
+    if FILES_KEY in data:
+        check_files(folder, data)
+        return False
+    check_sha256(folder, data)
+    data[FILES_KEY] = file_hashes(folder)
+    write_card(folder, data)
+    return True
 
 
 # ----------------------------------------------------------------------------- loading
@@ -200,7 +272,8 @@ def _half_state(state: dict, source: Path) -> dict:
 
 
 def load_folder(folder: Path, device: str | torch.device = "cpu") -> tuple:
-    """``(model, tokenizer, cmvn, exp_cfg)`` from a model folder; sha256 checked; float32 model in eval mode."""
+    """``(model, tokenizer, cmvn, exp_cfg)`` from a model folder; every file's sha256 checked against the card;
+    float32 model in eval mode."""
     from kdlab.config import resolve_model_config
     from kdlab.data.features import GlobalCMVN
     from kdlab.data.tokenizer import load_tokenizer
@@ -209,11 +282,15 @@ def load_folder(folder: Path, device: str | torch.device = "cpu") -> tuple:
     for need in (MODEL_FILE, TOKENIZER_DIR, CMVN_FILE):
         if not (folder / need).exists():
             raise PretrainedError(f"{folder}: incomplete pretrained model (lacks {need})")
-    check_sha256(folder, read_card(folder))
+    check_files(folder, read_card(folder))
     file = folder / MODEL_FILE
     ckpt = load_checkpoint(file)
     cfg = _shipped_config(ckpt, file)
-    tokenizer = load_tokenizer(folder / TOKENIZER_DIR)
+    try:
+        tokenizer = load_tokenizer(folder / TOKENIZER_DIR)
+        cmvn = GlobalCMVN.load(folder / CMVN_FILE)
+    except (RuntimeError, OSError, ValueError, KeyError, TypeError) as err:
+        raise PretrainedError(f"{folder}: unreadable tokenizer/ or cmvn.json ({str(err).splitlines()[0]})") from None
     if int(ckpt.get("vocab_size", tokenizer.vocab_size)) != tokenizer.vocab_size:
         raise PretrainedError(f"{file}: vocab size {ckpt['vocab_size']} differs from the tokenizer's "
                               f"{tokenizer.vocab_size}")
@@ -222,7 +299,7 @@ def load_folder(folder: Path, device: str | torch.device = "cpu") -> tuple:
         model.load_state_dict(float_state(ckpt["model"]))
     except RuntimeError as err:
         raise PretrainedError(f"{file}: weights do not fit the stored model config ({err})") from err
-    return model.float().to(device).eval(), tokenizer, GlobalCMVN.load(folder / CMVN_FILE), cfg
+    return model.float().to(device).eval(), tokenizer, cmvn, cfg
 
 
 def load(corpus: str, name: str, device: str | torch.device = "cpu", root: str | Path | None = None) -> tuple:
@@ -270,16 +347,38 @@ def _source_fields(source: Path, cfg: Any) -> dict:
 
 
 def _card(corpus: str, name: str, model: torch.nn.Module, tokenizer: Any, cfg: Any, source: Path,
-          fields: dict, sha: str) -> dict:
+          fields: dict, hashes: dict[str, str]) -> dict:
     """Card: the facts of the export (first, and no field may override them), run defaults, ``fields``."""
     from kdlab.config import resolve_model_config, to_dict
     from kdlab.models import count_parameters
 
+    check_result_keys(fields.get("results") or {})
     facts = {"format": FORMAT, "corpus": corpus, "name": name, "kind": cfg.model.kind,
              "vocab_size": tokenizer.vocab_size, "tokenizer": tokenizer.kind, "unit": tokenizer.unit,
              "model": {"preset": cfg.model.preset, "config": to_dict(resolve_model_config(cfg.model))},
-             "params": count_parameters(model), "dtype": "float16", "sha256": sha}
+             "params": count_parameters(model), "dtype": "float16", "sha256": hashes[MODEL_FILE],
+             FILES_KEY: hashes}
     return {**facts, **_source_fields(source, cfg), **fields, **facts}
+
+
+def check_result_keys(results: Any) -> None:
+    """Raise unless ``results`` is a dict whose ``check/<set>`` keys name a set (letters, digits, ``.``, ``_``,
+    ``-``; no ``/`` or ``..``): a card figure is re-checked only on a check set inside the models folder."""
+    if not isinstance(results, dict):
+        raise PretrainedError(f"card results: expected an object {{set: {{method: row}}}}, got {results!r:.60}")
+    for key in results:
+        if str(key).startswith(CHECK_PREFIX):
+            check_set_name(str(key))
+
+
+
+def check_set_name(key: str) -> str:
+    """The set name of a card result key ``check/<set>``; a name that could leave the check folder raises."""
+    name = key[len(CHECK_PREFIX):]
+    if not NAME_RE.match(name):
+        raise PretrainedError(f"card result {key!r}: a check set is named check/<set> with letters, digits, "
+                              f"'.', '_' and '-' only (no '/' or '..')")
+    return name
 
 
 def _write_folder(folder: Path, ckpt_path: Path, corpus: str, name: str, fields: dict) -> torch.nn.Module:
@@ -289,7 +388,7 @@ def _write_folder(folder: Path, ckpt_path: Path, corpus: str, name: str, fields:
     save_atomic(_payload(model, cfg, tokenizer.vocab_size, ckpt_path), folder / MODEL_FILE)
     shutil.copytree(run_dir / TOKENIZER_DIR, folder / TOKENIZER_DIR)
     shutil.copy2(run_dir / CMVN_FILE, folder / CMVN_FILE)
-    data = _card(corpus, name, model, tokenizer, cfg, ckpt_path, fields, sha256_of(folder / MODEL_FILE))
+    data = _card(corpus, name, model, tokenizer, cfg, ckpt_path, fields, file_hashes(folder))
     write_card(folder, data)
     return model
 
@@ -304,7 +403,7 @@ def _verify(original: torch.nn.Module, folder: Path, ckpt_path: Path) -> None:
                               f"{change:.4f} (> {FP16_TOLERANCE}); not exported")
 
 
-def _place(tmp: Path, dest: Path) -> None:
+def place_folder(tmp: Path, dest: Path) -> None:
     """Move the finished folder ``tmp`` onto ``dest``, replacing an old one only after the move."""
     os.chmod(tmp, 0o755)  # mkdtemp / mkstemp create private files; shipped ones are world-readable
     os.chmod(tmp / MODEL_FILE, 0o644)
@@ -332,7 +431,7 @@ def export(ckpt_path: str | Path, corpus: str, name: str, card_fields: dict | No
     try:
         original = _write_folder(tmp, ckpt_path, corpus, name, dict(card_fields or {}))
         _verify(original, tmp, ckpt_path)
-        _place(tmp, dest)
+        place_folder(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
