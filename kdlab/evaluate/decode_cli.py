@@ -5,16 +5,17 @@ Example::
     kdlab decode --ckpt runs/student/avg-5.pt --methods maskctc_greedy,maskctc_beam10 --set test --out exp/d
 
 writes ``recogs-<method>.txt``, ``errs-<method>.txt``, ``wer-summary-<method>.txt`` per method and
-``summary.json`` (rate, S/I/D, I+D, RTF per method) under ``--out``. Streaming models decode with the
-chunk they were trained with, or ``--chunk-size`` / ``--left-chunks`` (the summary adds the chunk and its
-algorithmic latency).
+``summary.json`` (rate, S/I/D, I+D, RTF per method) under ``--out``, all at once (``summary.json`` last) while
+holding the folder's lock; every utterance of the set is checked before the first is decoded. Streaming models
+decode with the chunk they were trained with, or ``--chunk-size`` / ``--left-chunks`` (the summary adds the
+chunk and its algorithmic latency).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,30 +51,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_decode(args: argparse.Namespace) -> dict[str, dict]:
-    """Decode and score; returns per method its error counts, rate, I+D and RTF."""
+    """Decode and score; returns per method its error counts, rate, I+D and RTF.
+
+    Every input is checked before the first utterance is decoded (methods, checkpoint, set, each item's audio
+    and transcript). The output folder is locked for the decode (a second writer is refused with the
+    holder's pid) and its result files are published at once, ``summary.json`` last
+    (:func:`kdlab.evaluate.results.publish_results`)."""
     import torch
 
     from kdlab.checkpoint import load_model_from_checkpoint
-    from kdlab.config import ConfigError
-    from kdlab.evaluate.sets import load_records, resolve_set
+    from kdlab.data.locks import folder_lock
+    from kdlab.evaluate.results import remove_stale_staging
+    from kdlab.evaluate.sets import check_records, load_records, resolve_set
     from kdlab.search.decode import check_methods
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    if not methods:
-        raise ConfigError(f"--methods {args.methods!r}: no decoding method given (e.g. ctc_greedy,maskctc_beam10)")
+    methods = method_list(args.methods)
     model, tokenizer, cmvn, exp_cfg = load_model_from_checkpoint(args.ckpt, device=args.device)
     check_methods(model, methods)
-    records = load_records(resolve_set(args.set, exp_cfg), limit=args.limit)
-    with streaming_setting(model, getattr(args, "chunk_size", None), getattr(args, "left_chunks", None)) as chunk:
-        summary = _decode_and_score(args, methods, model, tokenizer, cmvn, records)
-    if chunk:
-        from kdlab.search.streaming import latency_ms
+    manifest = resolve_set(args.set, exp_cfg)
+    records = load_records(manifest, limit=args.limit)
+    check_records(manifest, records)
+    with folder_lock(args.out, "decodes into"):
+        remove_stale_staging(args.out)
+        with streaming_setting(model, getattr(args, "chunk_size", None), getattr(args, "left_chunks", None)) as chunk:
+            decoded = _decode_set(args, methods, model, tokenizer, cmvn, records)
+        return _score_and_publish(Path(args.out), decoded, tokenizer.unit, chunk)
 
-        for row in summary.values():
-            row.update(chunk_size=chunk, latency_ms=latency_ms(chunk))
-    return summary
+
+def method_list(text: str) -> list[str]:
+    """``--methods`` → method names; none at all is a ConfigError."""
+    from kdlab.config import ConfigError
+
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    if not methods:
+        raise ConfigError(f"--methods {text!r}: no decoding method given (e.g. ctc_greedy,maskctc_beam10)")
+    return methods
 
 
 @contextlib.contextmanager
@@ -97,40 +111,65 @@ def streaming_setting(model: Any, chunk_size: int | None, left_chunks: int | Non
         yield chunk
 
 
-def _decode_and_score(args: argparse.Namespace, methods: list[str], model: Any, tokenizer: Any, cmvn: Any,
-                      records: list[dict]) -> dict[str, dict]:
-    """Decode ``records`` with every method, write the result files, return the summary rows."""
-    from kdlab.evaluate.metrics import error_rate
-    from kdlab.evaluate.results import format_summary, write_results
+@dataclasses.dataclass
+class Decoded:
+    """A decoded set: ids, reference texts, each method's hypotheses, search timings and audio seconds."""
+
+    ids: list[str]
+    refs: list[str]
+    hyps: dict[str, list[str]]
+    timings: dict[str, float]
+    audio_s: float
+
+
+def _decode_set(args: argparse.Namespace, methods: list[str], model: Any, tokenizer: Any, cmvn: Any,
+                records: list[dict]) -> Decoded:
+    """Decode ``records`` with every method (the encoder runs once per batch)."""
     from kdlab.evaluate.sets import audio_seconds, make_batches
     from kdlab.search.decode import decode
 
-    ids, refs, hyps = [], [], {m: [] for m in methods}
-    timings: dict[str, float] = {}
-    audio = 0.0
+    result = Decoded([], [], {m: [] for m in methods}, {}, 0.0)
     for batch in make_batches(records, tokenizer, cmvn, args.max_frames):
-        out = decode(model, batch, methods, timings=timings, beam=args.beam, ctc_weight=args.ctc_weight,
+        out = decode(model, batch, methods, timings=result.timings, beam=args.beam, ctc_weight=args.ctc_weight,
                      end_rule=getattr(args, "end_rule", "beam"), p_thr=args.p_thr, K=args.K)
-        ids += batch["ids"]
-        refs += batch["texts"]
-        audio += audio_seconds(batch)
+        result.ids += batch["ids"]
+        result.refs += batch["texts"]
+        result.audio_s += audio_seconds(batch)
         for m in methods:
-            hyps[m] += [tokenizer.decode(y) for y in out[m]]
-    summary = {}
-    for m in methods:
-        stats = write_results(args.out, m, ids, refs, hyps[m], tokenizer.unit)
-        rtf = (timings["encoder"] + timings[m]) / audio
-        print(f"{m}: {format_summary(stats, tokenizer.unit)} RTF {rtf:.4f}")
-        summary[m] = {"rate": stats.rate, "sub": stats.sub, "ins": stats.ins, "del": stats.dele,
-                      "i_plus_d": stats.i_plus_d, "n_ref": stats.n_ref, "rtf": rtf,
-                      "unit": tokenizer.unit, "utts": len(ids),
-                      "cer": error_rate(refs, hyps[m], "char").rate}  # CER also for word-scored sets
+            result.hyps[m] += [tokenizer.decode(y) for y in out[m]]
+    return result
+
+
+def _score_and_publish(out: Path, decoded: Decoded, unit: str, chunk: int) -> dict[str, dict]:
+    """Write every method's result files into a staging folder, then publish them into ``out`` with the
+    summary (``chunk`` > 0: a streaming model's chunk and latency added to each row); returns the summary."""
+    from kdlab.evaluate.results import publish_results, staged_results
+
+    with staged_results(out) as staging:
+        summary = {m: _score(staging, m, decoded, unit) for m in decoded.hyps}
+        if chunk:
+            from kdlab.search.streaming import latency_ms
+
+            for row in summary.values():
+                row.update(chunk_size=chunk, latency_ms=latency_ms(chunk))
+        publish_results(staging, out, summary)
     return summary
 
 
+def _score(folder: Path, method: str, decoded: Decoded, unit: str) -> dict:
+    """Score one method, write its result files into ``folder``, print its line; returns its summary row."""
+    from kdlab.evaluate.metrics import error_rate
+    from kdlab.evaluate.results import format_summary, write_results
+
+    stats = write_results(folder, method, decoded.ids, decoded.refs, decoded.hyps[method], unit)
+    rtf = (decoded.timings["encoder"] + decoded.timings[method]) / decoded.audio_s
+    print(f"{method}: {format_summary(stats, unit)} RTF {rtf:.4f}")
+    return {"rate": stats.rate, "sub": stats.sub, "ins": stats.ins, "del": stats.dele,
+            "i_plus_d": stats.i_plus_d, "n_ref": stats.n_ref, "rtf": rtf, "unit": unit,
+            "utts": len(decoded.ids),
+            "cer": error_rate(decoded.refs, decoded.hyps[method], "char").rate}  # CER also for word-scored sets
+
+
 def main(args: argparse.Namespace) -> int:
-    summary = run_decode(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    run_decode(args)  # writes the result files and summary.json under --out
     return 0

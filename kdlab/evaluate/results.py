@@ -1,11 +1,25 @@
-"""Write recognition results the icefall way: ``recogs-*``, ``errs-*`` and ``wer-summary-*`` files."""
+"""Write recognition results the icefall way: ``recogs-*``, ``errs-*`` and ``wer-summary-*`` files, and
+publish a decode's results into its output folder all at once (:func:`staged_results`, :func:`publish_results`).
+
+A decode writes its files into a staging folder ``<out>/.decode-<random>.tmp/`` first; only when every file is
+written are they moved into ``<out>`` (the old ``summary.json`` removed first, the new one written last). A
+failure while writing (a full disk) leaves ``<out>`` as it was; a kill while moving leaves it without a
+``summary.json``, never new result files beside an old summary that looks valid.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import shutil
+import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from kdlab.data.files import write_text_atomic
+from kdlab.errors import UserError
 from kdlab.evaluate.metrics import (
     CORRECT,
     DEL,
@@ -19,6 +33,13 @@ from kdlab.evaluate.metrics import (
 )
 
 RATE_NAME = {"char": "CER", "word": "WER"}
+SUMMARY_FILE = "summary.json"
+STAGING_PREFIX, STAGING_SUFFIX = ".decode-", ".tmp"
+
+
+class ResultsWriteError(UserError):
+    """The result files cannot be written (a full disk, a quota); the message names the folder and says what
+    state it is in."""
 
 
 def format_summary(stats: ErrorStats, unit: str) -> str:
@@ -101,3 +122,56 @@ def write_results(out_dir: str | Path, name: str, ids: Sequence[str], refs: Sequ
 
 def _sentence_error(stats: ErrorStats) -> float:
     return 100.0 * stats.n_utts_err / stats.n_utts if stats.n_utts else 0.0
+
+
+def remove_stale_staging(out_dir: str | Path) -> list[Path]:
+    """Delete the staging folders that a killed decode left in ``out_dir``; returns them. Call it only while
+    holding the folder's lock (:func:`kdlab.data.locks.folder_lock`): then no live decode owns one."""
+    stale = sorted(Path(out_dir).glob(f"{STAGING_PREFIX}*{STAGING_SUFFIX}"))
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale
+
+
+@contextlib.contextmanager
+def staged_results(out_dir: str | Path) -> Iterator[Path]:
+    """A fresh staging folder inside ``out_dir`` (created) for the ``with`` block, removed at its end; an
+    ``OSError`` inside the block becomes a one-line :class:`ResultsWriteError` (``out_dir`` unchanged)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=STAGING_PREFIX, suffix=STAGING_SUFFIX))
+    try:
+        yield staging
+    except OSError as err:
+        raise ResultsWriteError(f"{out_dir}: cannot write the result files ({err.strerror or err}); the "
+                                "results already there, if any, are unchanged") from err
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish_results(staging: Path, out_dir: str | Path, summary: dict) -> Path:
+    """Move every staged file into ``out_dir`` and write ``summary`` as its ``summary.json``, last.
+
+    The old ``summary.json`` is removed before the first move, so an interruption in between leaves a folder
+    without a summary (visibly incomplete: decode again) instead of new files beside an old summary. Returns
+    the summary's path."""
+    out_dir = Path(out_dir)
+    staged = sorted(p for p in staging.iterdir() if p.is_file())
+    for path in staged:
+        _fsync_file(path)  # on disk before the rename makes it visible
+    (out_dir / SUMMARY_FILE).unlink(missing_ok=True)
+    try:
+        for path in staged:
+            os.replace(path, out_dir / path.name)
+        return write_text_atomic(out_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+    except OSError as err:
+        raise ResultsWriteError(f"{out_dir}: cannot write the results ({err.strerror or err}); the folder has "
+                                f"no {SUMMARY_FILE} now: decode again") from err

@@ -70,6 +70,34 @@ def load_records(path: Path, limit: int | None = None, ids: list[str] | None = N
     return records
 
 
+def check_records(path: Path, records: list[dict]) -> None:
+    """Refuse a set with an item that cannot be decoded and scored, before anything is decoded: each item's
+    audio must be readable with samples (its header is read) and its transcript non-empty. One line names the
+    first such item (manifest line, id, file, reason) and how many there are, by reason."""
+    from kdlab.data.manifest import validate
+
+    _, report = validate(records)
+    if not report.skips:
+        return
+    first = report.skips[0]
+    counts = ", ".join(f"{reason} {n}" for reason, n in report.counts().items())
+    raise SetError(f"{path}:{_line_of(path, first['id'])}: utterance {first['id']!r}: {first['detail']}; "
+                   f"{len(report.skips)} of {report.total} utterances cannot be decoded "
+                   f"({counts}), nothing was decoded; fix or remove them (`kdlab data check {path}` lists them)")
+
+
+def _line_of(path: Path, utt_id: str) -> int | str:
+    """The manifest line holding utterance ``utt_id`` (``?`` if not found)."""
+    import json
+
+    from kdlab.data.files import utf8_lines
+
+    for lineno, line in enumerate(utf8_lines(path), 1):
+        if line.strip() and json.loads(line).get("id") == utt_id:
+            return lineno
+    return "?"
+
+
 def make_batches(records: list[dict], tokenizer: Any, cmvn: Any, max_frames: int) -> Any:
     """Frame-bucketed evaluation batches (no augmentation, fixed order)."""
     from kdlab.data.dataset import make_loader

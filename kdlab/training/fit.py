@@ -6,12 +6,17 @@ averaged into ``avg-N.pt`` (paper Sec. 4.2: N = 5). ``--resume`` continues from 
 with the same later losses as an uninterrupted run (model, optimiser, scheduler, scaler and every RNG
 state are restored; the sampler's order depends on the epoch number only).
 
+One training per run folder: rank 0 holds the folder's lock (``kdlab.data.locks``) from before the folder is
+prepared until the run ends, so a second ``kdlab train --out`` on it is refused instead of interleaving
+``metrics.csv`` and removing the first run's in-flight checkpoint.
+
 Public API: :func:`fit`, :func:`compute_loss`, :func:`train_one_epoch`, :func:`validate`,
 :func:`benchmark_throughput`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -189,14 +194,25 @@ def fit(cfg: ExperimentConfig, run_dir: str | Path, resume: bool = False,
         on_epoch_end: EpochHook | None = None) -> dict:
     """Train ``cfg`` in ``run_dir``; returns the last epoch's train/dev metrics and the averaged model path.
 
-    Under ``torchrun`` every process calls ``fit``; only rank 0 writes files. ``on_epoch_end(epoch, state,
-    metrics)`` runs on every rank after each checkpoint is written (e.g. to simulate a crash in tests).
+    Under ``torchrun`` every process calls ``fit``; only rank 0 writes files, holding the run folder's lock for
+    the whole run (:func:`run_lock`). ``on_epoch_end(epoch, state, metrics)`` runs on every rank after each
+    checkpoint is written (e.g. to simulate a crash in tests).
     """
     rt = setup_runtime(cfg.train)
     try:
-        return _fit(cfg, Path(run_dir), rt, resume, on_epoch_end)
+        with run_lock(Path(run_dir), rt):
+            return _fit(cfg, Path(run_dir), rt, resume, on_epoch_end)
     finally:
         teardown_runtime(rt)
+
+
+def run_lock(run_dir: Path, rt: Runtime) -> contextlib.AbstractContextManager:
+    """The writer's (rank 0's) exclusive lock of ``run_dir``: a second training in the same folder is refused
+    at once with one line naming the holder's pid (:class:`kdlab.data.locks.FolderInUse`); a lock left by a
+    killed run is taken over. Other ranks write nothing and take no lock."""
+    from kdlab.data.locks import folder_lock
+
+    return folder_lock(run_dir, "trains in") if rt.is_main else contextlib.nullcontext(run_dir)
 
 
 def _fit(cfg: ExperimentConfig, run_dir: Path, rt: Runtime, resume: bool,

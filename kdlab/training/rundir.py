@@ -155,7 +155,8 @@ def check_artefacts(run_dir: Path, wanted: dict[str, dict]) -> None:
 
 def prepare_run(cfg: ExperimentConfig, run_dir: str | Path) -> Path:
     """Create the run folder with ``config.yaml``, ``tokenizer/`` and ``cmvn.json`` (kept if present and
-    made from what ``cfg`` asks for, else :class:`ConfigError`)."""
+    made from what ``cfg`` asks for, else :class:`ConfigError`). :func:`kdlab.training.fit.fit` calls it while
+    holding the folder's lock, so no other training rewrites these files meanwhile."""
     run_dir = Path(run_dir)
     wanted = {TOKENIZER_DIR: tokenizer_recipe(cfg), CMVN_FILE: cmvn_recipe(cfg)}
     check_artefacts(run_dir, wanted)

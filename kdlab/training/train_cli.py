@@ -2,7 +2,8 @@
 
 Multi-GPU: ``torchrun --nproc_per_node=N -m kdlab.cli train ...`` (every process runs this command; only
 rank 0 writes). On ``--resume`` the run's own ``config.yaml`` is the base unless ``--config`` is given;
-``--set`` overrides apply on top (e.g. ``--set train.epochs=30`` to extend a finished run).
+``--set`` overrides apply on top (e.g. ``--set train.epochs=30`` to extend a finished run). One training per
+``--out`` at a time: a second one is refused with one line naming the first one's pid (exit 2).
 """
 
 from __future__ import annotations
