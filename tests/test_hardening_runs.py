@@ -273,3 +273,15 @@ def test_limit_checks_only_the_items_it_decodes(workspace: Path, tmp_path: Path,
               str(manifest), "--out", str(tmp_path / "d"), "--limit", "4"])
     assert rc == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "d" / "summary.json").read_text())["ctc_greedy"]["utts"] == 4
+
+
+def test_a_negative_limit_is_one_line_not_a_dropped_utterance(tmp_path) -> None:
+    """``--limit -1`` used to slice ``records[:-1]``: every utterance but the last, silently."""
+    from kdlab.data.manifest import LimitError
+    from kdlab.evaluate.sets import load_records
+    from kdlab.pretrained.check import check_manifest
+
+    manifest = check_manifest("mini-en", "test-clean")
+    assert len(load_records(manifest, limit=3)) == 3
+    with pytest.raises(LimitError, match="--limit -1: must be >= 0"):
+        load_records(manifest, limit=-1)

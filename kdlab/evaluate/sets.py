@@ -54,7 +54,7 @@ def _split_manifest(name: str, data: Any) -> Path:
 
 def load_records(path: Path, limit: int | None = None, ids: list[str] | None = None) -> list[dict]:
     """Manifest records (paths made absolute), optionally the first ``limit`` or only ``ids``."""
-    from kdlab.data.manifest import read_manifest
+    from kdlab.data.manifest import first_records, read_manifest
 
     records = read_manifest(path)
     if ids is not None:
@@ -63,8 +63,7 @@ def load_records(path: Path, limit: int | None = None, ids: list[str] | None = N
         if missing:
             raise SetError(f"{path}: utterance id(s) not in the manifest: {', '.join(missing[:5])}")
         records = [by_id[i] for i in ids]
-    if limit is not None:
-        records = records[:limit]
+    records = first_records(records, limit)  # a negative limit is a one-line error
     if not records:
         raise SetError(f"{path}: no utterances to decode")
     return records
