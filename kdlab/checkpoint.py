@@ -49,12 +49,30 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 
     A crash at any point leaves either the previous file or the new one under ``path``, never a
     partial file; the temp file is removed on failure, and one left by a killed process is removed by
-    the next save of the same file. The file gets the mode the umask gives new files (e.g. 0644).
+    the next save of the same file. The file gets the mode the umask gives new files (e.g. 0644). A write
+    that fails (a full disk, ``ENOSPC``) raises a one-line :class:`CheckpointError`.
     """
     path = Path(path)
     remove_stale_temps(path.parent, path.name)
-    with atomic_file(path, "wb") as f:
-        torch.save(obj, f)
+    try:
+        with atomic_file(path, "wb") as f:
+            torch.save(obj, f)
+    except (OSError, RuntimeError) as err:  # a full disk or quota: one line, not the writer's chain of errors
+        cause = _os_error(err)
+        if cause is None:
+            raise
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({cause.strerror or cause}); "
+                              "the previous file, if any, is unchanged") from None
+
+
+def _os_error(err: BaseException | None) -> OSError | None:
+    """The first OSError in ``err``'s chain of contexts (torch's zip writer answers a failed write with a
+    RuntimeError raised while handling it), or None."""
+    while err is not None:
+        if isinstance(err, OSError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def remove_stale_temps(folder: str | Path, name: str = "*.pt") -> list[Path]:

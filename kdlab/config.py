@@ -14,6 +14,7 @@ Unknown keys raise :class:`ConfigError` naming the dotted key. Command-line over
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -108,7 +109,7 @@ class ExperimentConfig:
 # ----------------------------------------------------------------------------- dict <-> dataclass
 
 
-def _check_value(value: Any, hint: Any, key: str) -> Any:
+def check_value(value: Any, hint: Any, key: str) -> Any:
     """Check (and gently coerce: int → float) ``value`` against a type hint; error names ``key``."""
     origin = typing.get_origin(hint)
     if hint is Any:
@@ -120,20 +121,15 @@ def _check_value(value: Any, hint: Any, key: str) -> Any:
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _check_value(value, arg, key)
+                return check_value(value, arg, key)
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{key}: must not be null")
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, key)
     base = origin or hint
-    if base is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if base is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"{key}: expected float, got {value!r}") from None
+    if base is float:
+        return _finite_float(value, key)
     if base is list and isinstance(value, tuple):
         return list(value)
     if base in (int, float) and isinstance(value, bool):
@@ -141,6 +137,20 @@ def _check_value(value: Any, hint: Any, key: str) -> Any:
     if isinstance(base, type) and not isinstance(value, base):
         raise ConfigError(f"{key}: expected {base.__name__}, got {value!r}")
     return value
+
+
+def _finite_float(value: Any, key: str) -> float:
+    """``value`` as a finite float (an int, a float or a numeric string: YAML 1.1 reads "1e-3" as a string);
+    NaN, infinities, booleans and other strings raise :class:`ConfigError` naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{key}: expected float, got {value!r}")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{key}: expected float, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+    return number
 
 
 def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
@@ -159,8 +169,20 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
         dotted = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
             raise ConfigError(f"unknown config key '{dotted}' (allowed: {', '.join(sorted(names))})")
-        kwargs[key] = _check_value(value, hints[key], dotted)
+        kwargs[key] = check_value(value, hints[key], dotted)
     return cls(**kwargs)
+
+
+def check_fields(cls: type, data: Any, prefix: str) -> dict[str, Any]:
+    """Some fields of dataclass ``cls`` (a partial section, e.g. a preset's ``train`` changes) checked
+    against their type hints without building ``cls``; returns them coerced. Unknown keys, wrong types and
+    non-finite floats raise :class:`ConfigError` naming ``prefix.key``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix}: expected a mapping, got {data!r}")
+    if keys := unknown_keys(cls, data):
+        raise ConfigError(f"unknown config key '{prefix}.{keys[0]}' (allowed: {', '.join(sorted(field_names(cls)))})")
+    hints = typing.get_type_hints(cls)
+    return {key: check_value(value, hints[key], f"{prefix}.{key}") for key, value in data.items()}
 
 
 def field_names(cls: type) -> set[str]:
@@ -261,7 +283,7 @@ def validate(cfg: ExperimentConfig) -> None:
     t = cfg.train
     for key in ("epochs", "accum_grad", "max_frames", "log_interval", "max_bad_steps"):
         _positive(getattr(t, key), f"train.{key}")
-    _positive(t.lr, "train.lr")
+    _positive(t.lr, "train.lr")  # grad_clip may be any finite number (<= 0: no clipping); from_dict checked it
     for key in ("warmup_steps", "weight_decay", "num_threads", "keep_last", "average_last"):
         _positive(getattr(t, key), f"train.{key}", allow_zero=True)
     _positive(cfg.data.vocab_size, "data.vocab_size")

@@ -58,6 +58,12 @@ def test_defaults_and_manifest_paths() -> None:
     ({"train": {"epochs": 0}}, "train.epochs: must be > 0"),
     ({"train": {"keep_last": 2, "average_last": 5}}, "average_last"),
     ({"data": "nope"}, "data: expected a mapping"),
+    ({"train": {"lr": float("nan")}}, "train.lr: must be a finite number"),
+    ({"train": {"grad_clip": float("nan")}}, "train.grad_clip: must be a finite number"),
+    ({"train": {"grad_clip": float("inf")}}, "train.grad_clip: must be a finite number"),
+    ({"train": {"weight_decay": "-inf"}}, "train.weight_decay: must be a finite number"),
+    ({"kd": {"gamma_dec": float("nan")}}, "kd.gamma_dec: must be a finite number"),
+    ({"model": {"config": {"dropout": float("nan")}}}, "model.config.dropout: must be a finite number"),
 ])
 def test_errors_name_the_key(data: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -118,3 +124,13 @@ def test_shipped_configs_load() -> None:
     for path in paths:
         cfg = load_config(path)
         resolve_model_config(cfg.model)
+
+
+@pytest.mark.parametrize("override", ["train.lr=.nan", "train.grad_clip=.nan", "train.lr=.inf"])
+def test_non_finite_overrides_are_one_line_errors(tmp_path: Path, override: str) -> None:
+    """``--set train.lr=.nan`` was accepted (a traceback later); ``grad_clip=.nan`` silently trained."""
+    path = tmp_path / "c.yaml"
+    path.write_text("train: {epochs: 1}\n")
+    with pytest.raises(ConfigError, match=rf"{override.split('=')[0]}: must be a finite number"):
+        load_config(path, [override])
+    assert load_config(path, ["train.grad_clip=0"]).train.grad_clip == 0.0  # <= 0: no clipping, still allowed

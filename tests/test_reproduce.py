@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from kdlab.reproduce import reproduce_cli as reproduce
-from kdlab.reproduce.presets import get_preset
+from kdlab.reproduce.presets import PresetError, get_preset
 
 TINY = ["corpus={hours: 0.015, n_dev: 6, n_test: 6}", "teacher_epochs=2", "student_epochs=1",
         "finetune_epochs=1", "average_last=1", "nbest=3", "max_frames=6000", "beams=[1, 3]"]
@@ -315,8 +315,35 @@ def test_reproduce_distils_students_from_a_shipped_teacher(tiny_run, tmp_path, m
 
 
 def test_reproduce_rejects_unknown_override():
-    with pytest.raises(SystemExit, match="FIELD=VALUE"):
+    with pytest.raises(PresetError, match="FIELD=VALUE"):
         reproduce.apply_overrides(get_preset("mini-en"), ["no_such_field=1"])
+
+
+@pytest.mark.parametrize("item, match", [
+    ("teacher_epochs=abc", "teacher_epochs: expected int, got 'abc'"),
+    ("teacher_epochs=0", "teacher_epochs: must be >= 1"),
+    ("lr=.nan", "lr: must be a finite number"),
+    ("finetune_lr=-1", "finetune_lr: must be > 0"),
+    ("specaug=maybe", "specaug: expected bool"),
+    ("beams=[1, 0]", "beams: expected a list of positive integers"),
+    ("corpus={hours: abc}", "corpus.hours: expected float"),
+    ("corpus={hourz: 1}", "unknown config key 'corpus.hourz'"),
+    ("corpus=3", "corpus: expected a mapping"),
+    ("train={lr: .nan}", "train.lr: must be a finite number"),
+    ("train={grad_clip: .nan}", "train.grad_clip: must be a finite number"),
+    ("data={num_workers: two}", "data.num_workers: expected int"),
+    ("fkd={gamma_dec: x}", "fkd.gamma_dec: expected float"),
+    ("student_model={dropout: .inf}", "student_model.dropout: must be a finite number"),
+])
+def test_every_set_value_is_type_checked_before_any_stage(item, match):
+    with pytest.raises(PresetError, match=match):
+        reproduce.apply_overrides(get_preset("mini-en"), [item])
+
+
+def test_typed_overrides_keep_their_values():
+    preset = reproduce.apply_overrides(get_preset("mini-en"), TINY + ["lr=1e-3", "train={grad_clip: 0}"])
+    assert preset.beams == (1, 3) and preset.lr == 1e-3 and preset.corpus.hours == 0.015
+    assert preset.corpus.n_dev == 6 and preset.train == {"grad_clip": 0.0} and preset.teacher_epochs == 2
 
 
 def test_preset_kd_changes_reach_their_stage_and_a_misspelt_one_fails_in_one_line(tmp_path):

@@ -18,6 +18,11 @@ from kdlab.errors import UserError
 
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 SMOKE_VAR = "KDLAB_SMOKE"
+# Voilà starts one kernel (~0.9 GB with kdlab's notebooks) per page load. Jupyter server's culler shuts down a
+# kernel that no page is connected to once it has been idle this long (a page that is open keeps its kernel;
+# a running cell is never interrupted), checking every CULL_INTERVAL_S.
+CULL_IDLE_S = 60
+CULL_INTERVAL_S = 10
 
 
 class LabError(UserError):
@@ -106,11 +111,23 @@ def lab_command(root: Path, port: int | None = None, ip: str = "localhost", open
     return cmd + _root_flag() + list(extra or [])
 
 
+def cull_settings(idle_s: int = CULL_IDLE_S, interval_s: int = CULL_INTERVAL_S) -> list[str]:
+    """Jupyter server's own kernel-culling options: a kernel with no connected page, idle for ``idle_s``
+    seconds, is shut down (checked every ``interval_s``); busy or connected kernels are kept."""
+    return [f"--MappingKernelManager.cull_idle_timeout={idle_s}", f"--MappingKernelManager.cull_interval={interval_s}",
+            "--MappingKernelManager.cull_connected=False", "--MappingKernelManager.cull_busy=False"]
+
+
 def voila_command(notebook: Path, port: int | None = None, ip: str = "localhost", open_browser: bool = True,
-                  extra: list[str] | None = None) -> list[str]:
-    """``python -m voila`` showing one notebook without its code (outputs and markdown only)."""
+                  extra: list[str] | None = None, token: bool = False,
+                  cull: tuple[int, int] = (CULL_IDLE_S, CULL_INTERVAL_S)) -> list[str]:
+    """``python -m voila`` showing one notebook without its code (outputs and markdown only); the kernel of
+    a page that has gone is culled (:func:`cull_settings` with ``cull`` = (idle s, interval s)); ``token``:
+    Voilà generates a token that the page's URL must carry (printed, and given to the browser it opens)."""
     cmd = [sys.executable, "-m", "voila", str(notebook), f"--Voila.ip={ip}", "--strip_sources=True",
-           "--show_tracebacks=True"]
+           "--show_tracebacks=True", *cull_settings(*cull)]
+    if token:
+        cmd.append("--token")
     if port is not None:
         cmd += [f"--port={port}", "--Voila.port_retries=0"]
     if not open_browser:

@@ -9,7 +9,11 @@ p_thr = 0.99, K = 2. The mini presets shrink all of it so that the whole run fit
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import typing
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from kdlab.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -136,3 +140,94 @@ def get_preset(name: str) -> ReproducePreset:
     if name not in PRESETS:
         raise ValueError(f"unknown reproduce preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]
+
+
+# ----------------------------------------------------------------------------- typed --set overrides
+
+AT_LEAST_ONE = ("teacher_epochs", "student_epochs", "max_frames", "nbest", "nbest_max_frames", "average_last")
+POSITIVE_FLOATS = ("lr", "finetune_lr")
+
+
+class PresetError(UserError):
+    """A ``kdlab reproduce --set`` item names no preset field or gives it a value of the wrong type or range."""
+
+
+def _section_classes() -> dict[str, type]:
+    """The dataclass whose fields each dict-valued preset field changes."""
+    from kdlab.config import DataConfig, TrainConfig
+    from kdlab.kd.config import KDConfig
+    from kdlab.models.config import ModelConfig
+
+    return {"train": TrainConfig, "data": DataConfig, "student_model": ModelConfig, "fkd": KDConfig,
+            "skd": KDConfig}
+
+
+def _typed(hint: Any, value: Any, key: str) -> Any:
+    """``value`` checked against the field's type hint (tuples of ints given as YAML lists); ConfigError."""
+    from kdlab.config import ConfigError, check_fields, check_value
+
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)) or not value or \
+                any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
+            raise ConfigError(f"{key}: expected a list of positive integers, got {value!r}")
+        return tuple(value)
+    if key in _section_classes():
+        return check_fields(_section_classes()[key], value, key)
+    return check_value(value, hint, key)
+
+
+def _in_range(key: str, value: Any) -> None:
+    """Counts >= 0 (epochs, frames, … >= 1), learning rates and corpus hours > 0; ConfigError otherwise."""
+    from kdlab.config import ConfigError
+
+    if key in POSITIVE_FLOATS and value <= 0:
+        raise ConfigError(f"{key}: must be > 0, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool) and value < (1 if key in AT_LEAST_ONE else 0):
+        raise ConfigError(f"{key}: must be >= {1 if key in AT_LEAST_ONE else 0}, got {value!r}")
+
+
+def _corpus(base: CorpusSpec, value: Any) -> CorpusSpec:
+    """The preset's corpus with the fields of ``value`` (a mapping) changed, each type-checked."""
+    from kdlab.config import check_fields
+
+    changes = check_fields(CorpusSpec, value, "corpus")
+    if changes.get("hours", 1.0) <= 0:
+        raise PresetError(f"corpus.hours: must be > 0, got {changes['hours']!r}")
+    return replace(base, **changes)
+
+
+def parse_override(item: str) -> tuple[str, str]:
+    """``FIELD=VALUE`` → (field, raw value); :class:`PresetError` naming the known fields otherwise."""
+    names = sorted(f.name for f in fields(ReproducePreset))
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or key not in names:
+        raise PresetError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {names}")
+    return key, raw
+
+
+def with_overrides(preset: ReproducePreset, overrides: list[str]) -> ReproducePreset:
+    """``preset`` with the ``--set FIELD=VALUE`` items applied (values parsed as YAML), every value checked
+    against its field's type and range before anything runs; :class:`PresetError` (one line) otherwise."""
+    import yaml
+
+    from kdlab.config import ConfigError
+
+    hints = typing.get_type_hints(ReproducePreset)
+    changes: dict[str, Any] = {}
+    for item in overrides:
+        key, raw = parse_override(item)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            raise PresetError(f"--set {item!r}: cannot parse the value ({err})") from None
+        try:
+            if key == "corpus":
+                changes[key] = _corpus(changes.get("corpus", preset.corpus), value)
+                continue
+            value = _typed(hints[key], value, key)
+            _in_range(key, value)
+        except ConfigError as err:
+            raise PresetError(f"--set {item!r}: {err}") from None
+        changes[key] = value
+    return replace(preset, **changes)

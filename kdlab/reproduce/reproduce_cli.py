@@ -44,22 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_overrides(preset, overrides: list[str]):
-    """``field=value`` overrides of a ReproducePreset (values parsed as YAML scalars)."""
-    import dataclasses
+    """``field=value`` overrides of a ReproducePreset (values parsed as YAML scalars), each checked against its
+    field's type and range: a one-line :class:`~kdlab.reproduce.presets.PresetError` before any stage runs."""
+    from kdlab.reproduce.presets import with_overrides
 
-    import yaml
-
-    changes = {}
-    names = {f.name for f in dataclasses.fields(preset)}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or key not in names:
-            raise SystemExit(f"kdlab reproduce --set {item!r}: expected FIELD=VALUE with FIELD in {sorted(names)}")
-        value = yaml.safe_load(raw)
-        if key == "corpus":
-            value = dataclasses.replace(preset.corpus, **value)
-        changes[key] = value
-    return dataclasses.replace(preset, **changes)
+    return with_overrides(preset, overrides)
 
 
 def parameter_counts(ckpts: dict[str, Path]) -> dict[str, int]:
@@ -192,11 +181,15 @@ def train_seconds(run_dir: Path) -> float:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Check the preset and its ``--set`` items, then run the experiment in ``--out`` holding that folder's
+    lock (a second ``kdlab reproduce`` on the same folder gets one line naming this one's pid)."""
+    from kdlab.data.locks import folder_lock
+    from kdlab.errors import UserError
     from kdlab.reproduce.jobs import StageFailed
     from kdlab.reproduce.presets import get_preset
 
     if args.families and args.train_only:
-        raise SystemExit("kdlab reproduce: --train-only applies to the paper's experiment, not to --family runs")
+        raise UserError("--train-only applies to the paper's experiment, not to --family runs")
     preset = apply_overrides(get_preset(args.preset), args.overrides)
     root = Path(args.out or f"runs/reproduce-{preset.name}")
     from kdlab.reproduce.stages import check_preset
@@ -210,10 +203,11 @@ def main(args: argparse.Namespace) -> int:
         check_folder(root / TEACHER, preset.teacher_from)
     data_root = Path(args.data_root) if args.data_root else None
     try:
-        if args.families:
-            md = run_families(preset, root, args.families, data_root, Path(args.cache), args.jobs)
-        else:
-            md = run(preset, root, data_root, Path(args.cache), args.jobs, args.train_only, args.overrides)
+        with folder_lock(root, "runs kdlab reproduce in"):  # the stages' subfolders have locks of their own
+            if args.families:
+                md = run_families(preset, root, args.families, data_root, Path(args.cache), args.jobs)
+            else:
+                md = run(preset, root, data_root, Path(args.cache), args.jobs, args.train_only, args.overrides)
     except StageFailed as err:
         print(f"kdlab reproduce: {err}", file=sys.stderr)
         return 1
