@@ -3,7 +3,9 @@ server command each becomes (tests/test_browser.py starts those servers for real
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -185,23 +187,47 @@ def _kernels(server: subprocess.Popen) -> int:
     return sum(map(running_kernel, psutil.Process(server.pid).children()))
 
 
-def _load_page(url: str, timeout_s: float = 60.0) -> None:
-    """One page load (the notebook runs in a fresh kernel), then the page is gone (no websocket)."""
+def _load_page(url: str, timeout_s: float = 60.0) -> str:
+    """One page load (the notebook runs in a fresh kernel) returning the page's HTML; no browser keeps it open
+    (no websocket to its kernel), so the page is gone at once."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-                resp.read()
-                return
+                return resp.read().decode()
         except OSError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
 
 
-def test_voila_shuts_down_the_kernels_of_closed_pages(tmp_path: Path) -> None:
-    """Three page loads, then the pages are gone: ``kdlab demo``'s Voilà command (culling after 2 s here,
-    60 s in use) leaves no kernel running; before, each load left one (~0.9 GB with kdlab's notebooks)."""
+def _wait_kernels(server: subprocess.Popen, n: int, timeout_s: float = 20.0) -> int:
+    """The server's kernel count once it is ``n`` or ``timeout_s`` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while _kernels(server) != n and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return _kernels(server)
+
+
+async def _pages(server: subprocess.Popen, url: str) -> list[int]:
+    """Kernel counts: three page loads with the first page kept open (its websocket), then that page closed."""
+    from tornado.websocket import websocket_connect
+
+    kernel_id = re.search(r"kernelId[^0-9a-f]*([0-9a-f-]{36})", _load_page(url)).group(1)
+    ws = await websocket_connect(f"{url.replace('http', 'ws')}api/kernels/{kernel_id}/channels")
+    _load_page(url)
+    _load_page(url)
+    counts = [_kernels(server)]
+    counts.append(await asyncio.to_thread(_wait_kernels, server, 1))
+    ws.close()
+    counts.append(await asyncio.to_thread(_wait_kernels, server, 0))
+    return counts
+
+
+def test_voila_shuts_down_the_kernels_of_closed_pages_only(tmp_path: Path) -> None:
+    """Three page loads, the first page kept open: ``kdlab demo``'s Voilà command (culling after 2 s here,
+    60 s in use) keeps the open page's kernel and shuts down the other two, then the first once its page
+    closes; before, each load left a kernel running (~0.9 GB with kdlab's notebooks)."""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1 + 1\nx")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "01_tiny.ipynb")
@@ -212,13 +238,8 @@ def test_voila_shuts_down_the_kernels_of_closed_pages(tmp_path: Path) -> None:
     with open(tmp_path / "voila.log", "wb") as log:
         server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
-        for _ in range(3):
-            _load_page(f"http://127.0.0.1:{port}/")
-        assert _kernels(server) >= 1  # the last page's kernel is still idling
-        deadline = time.monotonic() + 20
-        while _kernels(server) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert _kernels(server) == 0, (tmp_path / "voila.log").read_text()[-2000:]
+        counts = asyncio.run(_pages(server, f"http://127.0.0.1:{port}/"))
     finally:
         server.terminate()
         server.wait(30)
+    assert counts[0] >= 1 and counts[1:] == [1, 0], ((tmp_path / "voila.log").read_text()[-2000:], counts)
