@@ -20,15 +20,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from lock_holder import hold_lock
 
 import kdlab.data.files as files
 from kdlab.checkpoint import CheckpointError, save_atomic
 from kdlab.cli import main as kdlab_main
 from kdlab.data.locks import folder_lock
 from kdlab.reproduce import reproduce_cli
-
-HOLD = "import sys, time\nfrom kdlab.data.locks import folder_lock\nwith folder_lock(sys.argv[1]):\n" \
-       "    print('held', flush=True)\n    time.sleep(60)\n"
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], command: str) -> str:
@@ -58,17 +56,10 @@ def test_train_only_with_family_is_one_line_exit_2(tmp_path: Path, capsys: pytes
     assert rc == 2 and "--train-only" in _one_line_error(capsys, "reproduce")
 
 
-def _holder(folder: Path) -> subprocess.Popen:
-    """A separate process holding ``folder``'s lock (as a running ``kdlab reproduce`` would)."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-    return proc
-
-
-def test_second_reproduce_on_one_out_is_refused_naming_the_holder(tmp_path: Path,
+def test_second_reproduce_on_one_out_is_refused_naming_thehold_lock(tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    holder = _holder(out)
+    holder = hold_lock(out)
     try:
         rc = kdlab_main(["reproduce", "--out", str(out), "--cache", str(tmp_path / "cache")])
     finally:
@@ -100,7 +91,7 @@ def test_reproduce_holds_out_for_the_whole_run_but_not_the_stage_folders(tmp_pat
 
     monkeypatch.setattr(reproduce_cli, "run", fake_run)
     out = tmp_path / "run"
-    holder = _holder(out)
+    holder = hold_lock(out)
     os.kill(holder.pid, signal.SIGKILL)  # kill -9: its lock file stays, its flock does not
     holder.wait()
     assert kdlab_main(["reproduce", "--out", str(out), "--cache", str(tmp_path / "cache")]) == 0

@@ -8,15 +8,13 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from lock_holder import hold_lock, kill
 
 from kdlab.cli import main as cli
 from kdlab.config import ExperimentConfig, config_from_dict, save_config
@@ -29,27 +27,6 @@ from kdlab.models.config import ModelConfig
 TINY = {"d_model": 32, "heads": 2, "ffn_dim": 64, "enc_blocks": 1, "dec_blocks": 1, "cnn_kernel": 3}
 TEXTS = ["今天天气很好", "我们去公园", "好", "天气"]
 METHODS = "ctc_greedy,maskctc_greedy"
-
-HOLD = """
-import sys, time
-from kdlab.data.locks import folder_lock
-with folder_lock(sys.argv[1]):
-    print("held", flush=True)
-    time.sleep(120)
-"""
-
-
-def _holder(folder: Path) -> subprocess.Popen:
-    """A process that holds ``folder``'s lock until killed."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-    return proc
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-
 
 def _one_error_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
@@ -73,14 +50,14 @@ def test_a_second_training_in_a_run_folder_is_refused_and_a_killed_ones_lock_tak
         tiny_corpus_en: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     save_config(config_from_dict(_train_config(tiny_corpus_en, tmp_path / "cache")), tmp_path / "c.yaml")
     run = tmp_path / "run"
-    holder = _holder(run)  # a live training in the folder
+    holder = hold_lock(run)  # a live training in the folder
     try:
         assert cli(["train", "--config", str(tmp_path / "c.yaml"), "--out", str(run)]) == 2
         line = _one_error_line(capsys.readouterr().err)
         assert f"pid {holder.pid}" in line and "trains in this folder" in line
         assert sorted(p.name for p in run.iterdir()) == [".kdlab.lock"]  # nothing written, nothing removed
     finally:
-        _kill(holder)  # killed -9: its lock is stale and taken over
+        kill(holder)  # killed -9: its lock is stale and taken over
     assert cli(["train", "--config", str(tmp_path / "c.yaml"), "--out", str(run)]) == 0
     assert (run / "epoch-1.pt").is_file() and (run / "avg-1.pt").is_file()
 
@@ -135,14 +112,14 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_a_second_decode_into_an_output_folder_is_refused(workspace: Path, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "d"
-    holder = _holder(out)
+    holder = hold_lock(out)
     try:
         assert _decode(workspace, "m1", out) == 2
         line = _one_error_line(capsys.readouterr().err)
         assert f"pid {holder.pid}" in line and "decodes into this folder" in line
         assert sorted(p.name for p in out.iterdir()) == [".kdlab.lock"]
     finally:
-        _kill(holder)
+        kill(holder)
     assert _decode(workspace, "m1", out) == 0 and (out / "summary.json").is_file()
 
 

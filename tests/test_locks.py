@@ -4,46 +4,28 @@ killed process is taken over."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from lock_holder import hold_lock, kill
 
 from kdlab.data.locks import LOCK_NAME, FolderInUse, folder_lock
 
-HOLD = """
-import sys, time
-from kdlab.data.locks import folder_lock
-with folder_lock(sys.argv[1]):
-    print("held", flush=True)
-    time.sleep(60)
-"""
-
-
-def _holder(folder: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-    return proc
-
 
 def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
-    proc = _holder(tmp_path / "run")
+    proc = hold_lock(tmp_path / "run")
     try:
         with pytest.raises(FolderInUse, match=rf"run: pid {proc.pid} \(.*\) writes into this folder"):
             with folder_lock(tmp_path / "run"):
                 pass
     finally:
-        proc.kill()
-        proc.wait()
+        kill(proc)
 
 
 def test_a_killed_holders_lock_is_taken_over(tmp_path: Path) -> None:
-    proc = _holder(tmp_path / "run")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc = hold_lock(tmp_path / "run")
+    kill(proc)
     assert (tmp_path / "run" / LOCK_NAME).is_file()  # the stale file stays ...
     with folder_lock(tmp_path / "run") as folder:  # ... and is taken over
         assert f"pid {os.getpid()}" in (folder / LOCK_NAME).read_text()
