@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from kdlab.errors import UserError
 from kdlab.evaluate.sets import SetError, resolve_set
 from kdlab.reproduce import reproduce_cli as reproduce
 from kdlab.reproduce.jobs import Job, StageFailed, priorities, run_jobs
@@ -125,7 +126,7 @@ def test_reproduce_main_reports_a_failed_stage_in_one_line(monkeypatch, capsys):
     assert reproduce.main(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nar-same-fkd" in err and "train.log" in err
-    with pytest.raises(SystemExit, match="--train-only"):
+    with pytest.raises(UserError, match="--train-only"):  # one line through the CLI's error path, exit 2
         reproduce.main(SimpleNamespace(**{**vars(args), "families": ["inter"], "train_only": True}))
 
 
