@@ -161,3 +161,24 @@ def test_resolve_set_accepts_every_split_and_the_clean_aliases(tmp_path):
     assert resolve_set("test-other", cfg) == tmp_path / "test-other.jsonl"
     with pytest.raises(SetError, match="dev, test, test-other"):
         resolve_set("dev-other", cfg)
+
+
+def test_a_real_corpus_preset_without_data_root_is_one_line_exit_2(tmp_path, capsys):
+    """Was a SystemExit (exit 1, outside the one-line error path); now a UserError the CLI prints."""
+    from kdlab.cli import main as kdlab_main
+
+    assert kdlab_main(["reproduce", "--preset", "librispeech", "--out", str(tmp_path / "r"),
+                       "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "give --data-root" in err
+
+
+def test_eval_stage_without_a_stage1_checkpoint_is_one_line_exit_2(tmp_path, capsys):
+    from kdlab.reproduce import eval as ev
+
+    run = tmp_path / "nar-same-ljca"
+    run.mkdir()
+    argv = ["--run", str(run), "--stage1", "--set", "test", "--methods", "ctc_greedy", "--out", str(tmp_path / "o")]
+    assert ev.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no stage-1 checkpoint" in err

@@ -253,8 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, default=None, help="streaming models: attention chunk")
     args = parser.parse_args(argv)
     ckpt = stage1_checkpoint_of(args.run) if args.stage1 else checkpoint_of(args.run)
-    if ckpt is None:
-        raise SystemExit(f"{args.run}: no stage-1 checkpoint")
+    if ckpt is None:  # one line and exit 2, as the kdlab command gives a user error
+        print(f"python -m kdlab.reproduce.eval: error: {args.run}: no stage-1 checkpoint", file=sys.stderr)
+        return 2
     decode_stage(ckpt, args.set, args.methods.split(","), args.out, args.mask_share, args.threads, args.chunk_size)
     return 0
 

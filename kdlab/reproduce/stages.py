@@ -161,7 +161,9 @@ def prepare_corpus(preset: ReproducePreset, data_root: Path | None, cache: Path)
                           n_test=spec.n_test)
         return out
     if data_root is None:
-        raise SystemExit(f"preset {preset.name}: give --data-root pointing at the {spec.kind} corpus")
+        from kdlab.errors import UserError
+
+        raise UserError(f"preset {preset.name}: give --data-root pointing at the {spec.kind} corpus")
     from kdlab.data import prepare
 
     out = cache / "corpora" / preset.name
