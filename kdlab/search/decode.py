@@ -23,8 +23,10 @@ from typing import Any
 
 import torch
 
+from kdlab.data.features import FRAME_SHIFT_S
 from kdlab.errors import UserError
 from kdlab.nn.masks import length_mask, subsampled_lengths
+from kdlab.nn.subsampling import SUBSAMPLING
 from kdlab.search.ctc import ctc_greedy, ctc_prefix_beam
 from kdlab.search.joint_beam import StepFn, joint_beam_search
 from kdlab.search.maskctc import MLMFn, maskctc_greedy
@@ -40,8 +42,6 @@ RNNT_ONLY = ("rnnt_greedy", "rnnt_beam")
 CTC_METHODS = ("ctc_greedy", "ctc_prefix_beam")
 _NAME = re.compile(r"^([a-z_]+?)(\d+)?$")
 
-FRAME_SHIFT_S = 0.01  # fbank frame shift: seconds = feature frames x 0.01
-SUBSAMPLING = 4  # encoder frame = 4 feature frames (Conv2d x4)
 MAX_SECONDS = {  # longest utterance each method decodes in one piece (None: CTC, chunked above the limit)
     "ctc_greedy": None, "ctc_prefix_beam": None,
     "attention_beam": 60.0, "maskctc_greedy": 60.0, "maskctc_beam": 60.0,
@@ -181,14 +181,14 @@ def run_method(
 def check_lengths(batch: dict, methods: list[str]) -> None:
     """Raise :class:`LongAudioError` for the first utterance longer than a method's :data:`MAX_SECONDS`."""
     lens = batch["feat_lens"].tolist()
+    if not lens:
+        return
     ids = batch.get("ids") or [f"#{i}" for i in range(len(lens))]
+    longest = max(range(len(lens)), key=lambda i: lens[i])
+    seconds = lens[longest] * FRAME_SHIFT_S
     for name in methods:
         limit = MAX_SECONDS[parse_method(name)[0]]
-        longest = max(range(len(lens)), key=lambda i: lens[i], default=None)
-        if limit is None or longest is None:
-            continue
-        seconds = lens[longest] * FRAME_SHIFT_S
-        if seconds > limit:
+        if limit is not None and seconds > limit:
             raise LongAudioError(
                 f"utterance {ids[longest]}: {seconds:.1f} s of audio is longer than the {limit:g} s that "
                 f"{name} decodes (memory grows with the square of the length); split the recording, or "
