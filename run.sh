@@ -66,6 +66,21 @@ refresh_lock() {
     --python-version 3.10 --generate-hashes --custom-compile-command "./run.sh lock" -o "$LOCK" "$@"
 }
 
+# The synthesizers' Debian packages (flite, festival and its voices: mini-en's corpus) are installed as
+# root through apt, as .ci/run does; otherwise the one command to run is printed.
+system_packages() {
+  local need
+  need=$("$VENV/bin/python" -m kdlab.env.checks 2>/dev/null) || return 0
+  [ -z "$need" ] && return 0
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    echo "[run.sh] installing the synthesizers' Debian packages: $need" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null \
+      || echo "[run.sh] apt-get could not install $need; mini-en cannot be synthesized" >&2
+  else
+    echo "[run.sh] mini-en's synthesizers are missing; install them with: sudo apt-get install -y $need" >&2
+  fi
+}
+
 cmd=${1:-reproduce}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -73,6 +88,7 @@ case "$cmd" in
   install) ensure_venv force; exit ;;
 esac
 ensure_venv
+system_packages
 case "$cmd" in
   test) exec "$VENV/bin/python" -m pytest -q -n 2 --dist loadgroup --durations=15 "$@" ;;
   *) exec "$VENV/bin/kdlab" "$cmd" "$@" ;;

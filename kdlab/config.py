@@ -48,6 +48,9 @@ class DataConfig:
     specaug: bool = True  # SpecAugment on training batches (paper: both corpora)
     specaug_conf: dict = field(default_factory=dict)  # fields of kdlab.data.dataset.SpecAugConfig
     speed_perturb: bool = False  # 0.9/1.0/1.1 speed perturbation (paper: AISHELL-1 only)
+    # voice and channel augmentation of the training features (VTLP, band limit, noise, reverberation):
+    # fields of kdlab.data.voice_aug.VoiceAugConfig, e.g. {vtlp: [0.9, 1.1], p_band_limit: 0.2}; {}: off
+    voice_aug: dict = field(default_factory=dict)
     num_workers: int = 0  # DataLoader worker processes
     feature_cache: str | None = None  # folder caching raw fbank per utterance (and speed); null: no cache
     strict: bool = False  # an unusable utterance (bad audio, empty/OOV transcript, too short) is an error,
@@ -132,11 +135,21 @@ def check_value(value: Any, hint: Any, key: str) -> Any:
         return _finite_float(value, key)
     if base is list and isinstance(value, tuple):
         return list(value)
+    if base is tuple and isinstance(value, (list, tuple)):
+        return _check_tuple(value, typing.get_args(hint), key)
     if base in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{key}: expected {base.__name__}, got {value!r}")
     if isinstance(base, type) and not isinstance(value, base):
         raise ConfigError(f"{key}: expected {base.__name__}, got {value!r}")
     return value
+
+
+def _check_tuple(value: list | tuple, args: tuple, key: str) -> tuple:
+    """A YAML list as a fixed-length tuple (``tuple[float, float]``), each item checked against its type."""
+    if args and args[-1] is not Ellipsis and len(args) != len(value):
+        raise ConfigError(f"{key}: expected {len(args)} values, got {list(value)!r}")
+    kinds = [args[0]] * len(value) if args and args[-1] is Ellipsis else list(args) or [Any] * len(value)
+    return tuple(check_value(v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, kinds, strict=True)))
 
 
 def _finite_float(value: Any, key: str) -> float:

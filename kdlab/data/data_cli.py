@@ -1,6 +1,7 @@
 """``kdlab data``: synthesize the embedded corpora, prepare real ones, check a manifest.
 
-  kdlab data synth [--lang en|zh|all] [--hours H] [--dev N] [--test N] [--seed S] [--out DIR]
+  kdlab data synth [--lang en|zh|all] [--engines espeak,flite,festival] [--hours H] [--dev N] [--test N]
+                   [--seed S] [--out DIR]
   kdlab data prepare {librispeech,aishell,kaldi} <dir> --out <dir|file.jsonl> [--splits ...]
   kdlab data check <manifest.jsonl> [--tokenizer DIR] [--deep] [--report FILE]
 """
@@ -15,8 +16,11 @@ DEFAULT_OUT = "data/cache/corpora/mini-{lang}"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
-    s = sub.add_parser("synth", help="synthesize mini-en / mini-zh with espeak-ng")
+    s = sub.add_parser("synth", help="synthesize mini-en (espeak-ng, flite, festival) / mini-zh (espeak-ng)")
     s.add_argument("--lang", choices=("en", "zh", "all"), default="all")
+    s.add_argument("--engines", default=None,
+                   help="comma-separated synthesizers of mini-en (default espeak,flite,festival; espeak is "
+                   "required; flite and festival are Debian packages); mini-zh is espeak-ng only")
     s.add_argument("--hours", type=float, default=3.0, help="training audio to synthesize (default 3.0)")
     s.add_argument("--train", type=int, default=None,
                    help="number of training utterances (overrides --hours)")
@@ -41,15 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _synth(args: argparse.Namespace) -> int:
     from kdlab.data.synth import synthesize_corpus
+    from kdlab.data.synth.engines import parse_engines
 
     langs = ("en", "zh") if args.lang == "all" else (args.lang,)
+    chosen = None if args.engines is None else parse_engines(args.engines)
     for lang in langs:
+        engines = chosen if lang == "en" or args.lang == "zh" else None
         if args.out is None:
             out = Path(DEFAULT_OUT.format(lang=lang))
         else:
             out = Path(args.out) / f"mini-{lang}" if args.lang == "all" else Path(args.out)
         synthesize_corpus(out, lang, seed=args.seed, train_hours=args.hours, n_dev=args.dev, n_test=args.test,
-                          n_train=args.train, workers=args.workers)
+                          n_train=args.train, workers=args.workers, engines=engines)
     return 0
 
 

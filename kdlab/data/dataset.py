@@ -35,6 +35,8 @@ from kdlab.data.features import (
 )
 from kdlab.data.manifest import SkipReport
 from kdlab.data.tokenizer import Tokenizer, normalize_text
+from kdlab.data.voice_aug import VoiceAugConfig
+from kdlab.data.voice_aug import apply as apply_voice_aug
 from kdlab.tokens import IGNORE_ID
 
 Manifest = str | Path | Sequence[dict]
@@ -109,7 +111,8 @@ def fit_cmvn(manifest: Manifest, cache_dir: str | Path | None = None, fbank: Fba
 class ASRDataset(Dataset):
     """Manifest records → dicts with ``id``, ``text``, ``feats`` (T, D) and ``tokens`` (L,).
 
-    In training, speed perturbation (factor from {0.9, 1.0, 1.1}) and SpecAugment are drawn from a generator
+    In training, speed perturbation (factor from {0.9, 1.0, 1.1}), voice and channel augmentation
+    (``voice_aug.py``, on the raw fbank) and SpecAugment are drawn from a generator
     seeded by (seed, epoch, index): the same seed and epoch give the same features, whatever the worker.
     With ``skip_bad``, an utterance whose audio fails to decode gives ``{"id", "bad": skip dict}`` instead
     of raising :class:`AudioError`; :func:`collate` leaves it out of the batch and lists it under ``bad``.
@@ -118,13 +121,15 @@ class ASRDataset(Dataset):
     def __init__(self, manifest: Manifest, tokenizer: Tokenizer, cmvn: GlobalCMVN | None,
                  cache_dir: str | Path | None = None, train: bool = False,
                  specaug: SpecAugConfig | None = None, speed_perturb: bool = False, seed: int = 0,
-                 fbank: FbankConfig | None = None, dither: float = 0.0, skip_bad: bool = False) -> None:
+                 fbank: FbankConfig | None = None, dither: float = 0.0, skip_bad: bool = False,
+                 voice_aug: VoiceAugConfig | None = None) -> None:
         self.records = _records(manifest)
         if not self.records:
             raise ValueError(f"manifest {manifest if isinstance(manifest, (str, Path)) else ''} is empty")
         self.tokenizer, self.cmvn, self.train, self.seed = tokenizer, cmvn, train, seed
         self.features = UtteranceFeatures(cache_dir, fbank, dither if train else 0.0)
         self.specaug = SpecAugment(specaug) if (train and specaug is not None) else None
+        self.voice_aug = voice_aug if train else None
         self.speeds = SPEEDS if (train and speed_perturb) else (1.0,)
         self.skip_bad = skip_bad
         self.epoch = 0
@@ -153,6 +158,8 @@ class ASRDataset(Dataset):
                 raise
             return {"id": rec["id"], "bad": {"id": rec["id"], "path": rec["path"], "reason": err.reason,
                                              "detail": str(err)}}
+        if self.voice_aug is not None:
+            feats = apply_voice_aug(feats, self.voice_aug, gen, self.features.fbank.sample_rate)
         if self.cmvn is not None:
             feats = self.cmvn(feats)
         if self.specaug is not None:
@@ -250,7 +257,8 @@ class FrameBatchSampler(Sampler[list[int]]):
 def make_loader(manifest: Manifest, tokenizer: Tokenizer, cmvn: GlobalCMVN | None, max_frames: int,
                 train: bool = False, cache_dir: str | Path | None = None,
                 specaug: SpecAugConfig | None = None, speed_perturb: bool = False, seed: int = 0,
-                num_workers: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool | None = None,
+                num_workers: int = 0, voice_aug: VoiceAugConfig | None = None, rank: int = 0,
+                world_size: int = 1, shuffle: bool | None = None,
                 drop_last: bool = False, skip_bad: bool = False) -> DataLoader:
     """A DataLoader over frame-bucketed batches; call ``set_epoch(loader, e)`` before each epoch.
 
@@ -258,7 +266,7 @@ def make_loader(manifest: Manifest, tokenizer: Tokenizer, cmvn: GlobalCMVN | Non
     :class:`ASRDataset`.
     """
     ds = ASRDataset(manifest, tokenizer, cmvn, cache_dir=cache_dir, train=train, specaug=specaug,
-                    speed_perturb=speed_perturb, seed=seed, skip_bad=skip_bad)
+                    speed_perturb=speed_perturb, seed=seed, skip_bad=skip_bad, voice_aug=voice_aug)
     sampler = FrameBatchSampler(ds.frame_lengths(), max_frames, shuffle=train if shuffle is None else shuffle,
                                 seed=seed, drop_last=drop_last, rank=rank, world_size=world_size)
     return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers)

@@ -1,6 +1,7 @@
 """Acoustic features (paper Sec. 4.1): 80-dim log-mel fbank, global CMVN, SpecAugment, speed perturbation.
 
-Order in the data pipeline: waveform → (speed perturbation) → fbank (cached) → global CMVN → SpecAugment.
+Order in the data pipeline: waveform → (speed perturbation) → fbank (cached) → (voice and channel
+augmentation, `voice_aug.py`) → global CMVN → SpecAugment.
 SpecAugment runs after CMVN, so masked cells hold 0 = the global mean.
 """
 

@@ -151,6 +151,33 @@ def check_espeak() -> Check:
                                       f"'doctor' → {samples.size} samples at 22,050 Hz")
 
 
+def check_synthesizers() -> Check:
+    """flite and festival (Debian packages) speak mini-en beside espeak-ng; absent, only its synthesis fails."""
+    from kdlab.data.synth import engines
+
+    need = engines.missing(engines.ENGINES)
+    if need:
+        return Check("flite, festival", "warn", f"missing Debian packages {' '.join(need)}: mini-en's corpus "
+                     f"(./run.sh reproduce, kdlab data synth) cannot be synthesized; fix: sudo apt-get install -y "
+                     f"{' '.join(need)} (./run.sh installs them itself when run as root)")
+    said = []
+    for voice in ("flite:kal16", "festival:kal_diphone"):
+        samples, rate = engines.synth_external("doctor", voice)
+        if samples.size == 0:
+            return Check("flite, festival", "fail", f"{voice} said nothing for 'doctor'; fix: sudo apt-get "
+                         f"install --reinstall -y {' '.join(engines.EXTERNAL[engines.engine_of(voice)].packages)}")
+        said.append(f"{voice} {samples.size} samples at {rate:,} Hz")
+    return Check("flite, festival", "ok", f"{engines.version('flite').split(' (')[0]}, festival "
+                 f"{engines.version('festival').split(' (')[0]}: 'doctor' → " + ", ".join(said))
+
+
+def system_packages() -> list[str]:
+    """The Debian packages kdlab's commands need that are not installed (``python -m kdlab.env.checks``)."""
+    from kdlab.data.synth import engines
+
+    return engines.missing(engines.ENGINES)
+
+
 def check_audio_io() -> Check:
     import numpy as np
     import sentencepiece
@@ -226,7 +253,7 @@ def run_checks(launch_browser: bool = False) -> list[Check]:
     """Every check, in the order a broken install is best explained (the interpreter first)."""
     checks: list[tuple[str, Callable[[], Check]]] = [
         ("python", check_python), ("torch", check_torch), ("torchaudio", check_torchaudio),
-        ("compiled ops", check_compiled_ops), ("espeak-ng", check_espeak),
+        ("compiled ops", check_compiled_ops), ("espeak-ng", check_espeak), ("flite, festival", check_synthesizers),
         ("audio files, tokenizer", check_audio_io), ("notebooks", check_notebooks),
         ("browser tests", lambda: check_browser(launch_browser)), ("lock", check_lock),
     ]
@@ -238,3 +265,7 @@ def run_checks(launch_browser: bool = False) -> list[Check]:
         if name == "torch" and results[-1].status == "fail":
             break  # nothing after it can load
     return results
+
+
+if __name__ == "__main__":  # ./run.sh: the Debian packages to install, space-separated ("" when none)
+    print(" ".join(system_packages()))

@@ -120,15 +120,17 @@ class Decoded:
     hyps: dict[str, list[str]]
     timings: dict[str, float]
     audio_s: float
+    engines: dict[str, str] | None = None  # id → synthesizer, when the set mixes engines (-unseen sets)
 
 
 def _decode_set(args: argparse.Namespace, methods: list[str], model: Any, tokenizer: Any, cmvn: Any,
                 records: list[dict]) -> Decoded:
     """Decode ``records`` with every method (the encoder runs once per batch)."""
+    from kdlab.evaluate.breakdown import engine_groups
     from kdlab.evaluate.sets import audio_seconds, make_batches
     from kdlab.search.decode import decode
 
-    result = Decoded([], [], {m: [] for m in methods}, {}, 0.0)
+    result = Decoded([], [], {m: [] for m in methods}, {}, 0.0, engine_groups(records))
     for batch in make_batches(records, tokenizer, cmvn, args.max_frames):
         out = decode(model, batch, methods, timings=result.timings, beam=args.beam, ctc_weight=args.ctc_weight,
                      end_rule=getattr(args, "end_rule", "beam"), p_thr=args.p_thr, K=args.K)
@@ -163,11 +165,18 @@ def _score(folder: Path, method: str, decoded: Decoded, unit: str) -> dict:
 
     stats = write_results(folder, method, decoded.ids, decoded.refs, decoded.hyps[method], unit)
     rtf = (decoded.timings["encoder"] + decoded.timings[method]) / decoded.audio_s
-    print(f"{method}: {format_summary(stats, unit)} RTF {rtf:.4f}")
-    return {"rate": stats.rate, "sub": stats.sub, "ins": stats.ins, "del": stats.dele,
-            "i_plus_d": stats.i_plus_d, "n_ref": stats.n_ref, "rtf": rtf, "unit": unit,
-            "utts": len(decoded.ids),
-            "cer": error_rate(decoded.refs, decoded.hyps[method], "char").rate}  # CER also for word-scored sets
+    row = {"rate": stats.rate, "sub": stats.sub, "ins": stats.ins, "del": stats.dele,
+           "i_plus_d": stats.i_plus_d, "n_ref": stats.n_ref, "rtf": rtf, "unit": unit,
+           "utts": len(decoded.ids),
+           "cer": error_rate(decoded.refs, decoded.hyps[method], "char").rate}  # CER also for word-scored sets
+    by_engine = ""
+    if decoded.engines:
+        from kdlab.evaluate.breakdown import rates_by_group
+
+        row["by_engine"] = rates_by_group(decoded.ids, decoded.refs, decoded.hyps[method], unit, decoded.engines)
+        by_engine = " (" + ", ".join(f"{e} {r:.2f}" for e, r in row["by_engine"].items()) + ")"
+    print(f"{method}: {format_summary(stats, unit)} RTF {rtf:.4f}{by_engine}")
+    return row
 
 
 def main(args: argparse.Namespace) -> int:

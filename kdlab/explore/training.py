@@ -172,7 +172,7 @@ def make_corpus(setup: Setup, cache: str | Path | None = None) -> Path:
     spec, out = setup.preset.corpus, corpus_dir(setup, cache)
     workers = 1 if setup.device == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 1))
     synthesize_corpus(out, spec.lang, seed=spec.seed, train_hours=spec.hours, n_dev=spec.n_dev,
-                      n_test=spec.n_test, workers=workers)
+                      n_test=spec.n_test, workers=workers, engines=spec.engines or None)
     return out
 
 

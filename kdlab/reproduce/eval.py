@@ -33,7 +33,8 @@ from kdlab.reproduce.stages import (
     stage1_checkpoint_of,
 )
 
-EVAL_SPLITS = ("dev", "test", "dev-other", "test-other")  # in this order when the corpus has them
+# in this order when the corpus has them; -unseen: clean speech of held-out voices of every synthesizer
+EVAL_SPLITS = ("dev", "test", "dev-other", "test-other", "dev-unseen", "test-unseen")
 MASK_SHARE_FILE = "mask_share.json"
 P_THR = 0.99  # Mask-CTC confidence threshold (paper)
 END_RULE = "beam"  # AR joint beam search: <eos> competes for the beam (ESPnet's rule, the paper's toolkit)
@@ -42,7 +43,8 @@ DIAGNOSTIC = "ctc_greedy"  # decoded beside every Table-1 method: the CTC branch
 
 
 def eval_sets(corpus: Path) -> list[str]:
-    """The evaluation splits the corpus has: dev, test, and dev-other / test-other when present."""
+    """The evaluation splits the corpus has: dev, test, and dev-other / test-other / dev-unseen /
+    test-unseen when present."""
     return [s for s in EVAL_SPLITS if (corpus / f"{s}.jsonl").is_file()]
 
 

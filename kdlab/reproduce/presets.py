@@ -24,6 +24,7 @@ class CorpusSpec:
     n_dev: int = 150  # synth: dev utterances
     n_test: int = 150  # synth: test utterances
     seed: int = 0
+    engines: tuple[str, ...] = ()  # synth: the synthesizers (data.synth.engines); () = every one that speaks lang
 
 
 @dataclass(frozen=True)

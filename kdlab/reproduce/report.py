@@ -33,7 +33,8 @@ from kdlab.reproduce.stages import (
 )
 
 SIZE_LABEL = {"same": "NAR (same size)", "smaller": "NAR (smaller)"}
-SET_GROUPS = (("dev", "test"), ("dev-other", "test-other"))  # one Table 1 per group (clean, other)
+# one Table 1 per group (clean, other, unseen synthesizer voices)
+SET_GROUPS = (("dev", "test"), ("dev-other", "test-other"), ("dev-unseen", "test-unseen"))
 
 
 @dataclass

@@ -158,7 +158,7 @@ def prepare_corpus(preset: ReproducePreset, data_root: Path | None, cache: Path)
         out = cache / "corpora" / f"{preset.name}-{spec.hours:g}h"
         log(f"corpus: synthesising {spec.lang} ({spec.hours:g} h train) into {out}")
         synthesize_corpus(out, spec.lang, seed=spec.seed, train_hours=spec.hours, n_dev=spec.n_dev,
-                          n_test=spec.n_test)
+                          n_test=spec.n_test, engines=spec.engines or None)
         return out
     if data_root is None:
         from kdlab.errors import UserError

@@ -20,6 +20,19 @@ def specaug_config(cfg: ExperimentConfig):
         raise ConfigError(f"data.specaug_conf: {err}") from None
 
 
+def voice_aug_config(cfg: ExperimentConfig):
+    """The VoiceAugConfig of ``data.voice_aug`` (None when it turns nothing on)."""
+    from kdlab.data.voice_aug import VoiceAugConfig
+
+    try:
+        found = from_dict(VoiceAugConfig, cfg.data.voice_aug, "data.voice_aug")
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"data.voice_aug: {err}") from None
+    return found if found.active else None
+
+
 def build_loader(cfg: ExperimentConfig, records: list[dict], tokenizer, cmvn, rt: Runtime, train: bool):
     """Frame-bucketed loader over a split's usable ``records`` (train: shuffled + augmented), sharded by DDP
     rank; audio that fails to decode is skipped per utterance (``bad`` in the batch) unless ``data.strict``."""
@@ -29,7 +42,7 @@ def build_loader(cfg: ExperimentConfig, records: list[dict], tokenizer, cmvn, rt
         records, tokenizer, cmvn, max_frames=cfg.train.max_frames, train=train, skip_bad=not cfg.data.strict,
         cache_dir=cfg.data.feature_cache, specaug=specaug_config(cfg) if train else None,
         speed_perturb=cfg.data.speed_perturb and train, seed=cfg.train.seed, num_workers=cfg.data.num_workers,
-        rank=rt.rank, world_size=rt.world_size,
+        voice_aug=voice_aug_config(cfg) if train else None, rank=rt.rank, world_size=rt.world_size,
     )
 
 

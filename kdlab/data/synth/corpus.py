@@ -1,4 +1,9 @@
-"""Build the embedded corpora mini-en (LibriSpeech-like) and mini-zh (AISHELL-like) with espeak-ng.
+"""Build the embedded corpora mini-en (LibriSpeech-like) and mini-zh (AISHELL-like).
+
+mini-en is spoken by espeak-ng, flite and festival voices (``engines.py``; ``engines=`` picks them), each
+training utterance by one engine drawn uniformly, then one of its training voices; mini-zh by espeak-ng
+only (no other Mandarin synthesizer is packaged). The ``-unseen`` sets are read by voices of every engine
+that never speak in training.
 
 Every utterance is planned in this process from its own seed (``"<lang>:<seed>:<split>:<index>"``):
 sentence, voice, rate, pitch, reverberation, noise and level. Workers only render plans, so the same
@@ -17,18 +22,20 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from kdlab.data.manifest import write_manifest
+from kdlab.data.synth import engines as tts
 from kdlab.data.synth import grammar_en, grammar_zh, voices
 from kdlab.data.synth.grammar_en import Sentence
 from kdlab.data.synth.render import SAMPLE_RATE, Plan, init_worker, render
+from kdlab.errors import UserError
 
 DEFAULT_TRAIN_HOURS = 3.0
 DEFAULT_DEV = 150
 DEFAULT_TEST = 150
-VERSION = 5  # bump when the same parameters would give different audio or text
+VERSION = 6  # bump when the same parameters would give different audio or text
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,8 @@ OTHER = Acoustics(p_noise=0.9, snr_db=(5.0, 20.0), p_reverb=0.4, rt60_s=(0.2, 0.
 # The clean dev/test sets keep the plain names dev/test, so every tool's default set is the clean one.
 SPLITS: dict[str, dict[str, tuple[str, Acoustics]]] = {  # split -> (voice group, condition)
     "en": {"train": ("train", LIGHT), "dev": ("dev", CLEAN), "test": ("test", CLEAN),
-           "dev-other": ("dev", OTHER), "test-other": ("test", OTHER)},
+           "dev-other": ("dev", OTHER), "test-other": ("test", OTHER),
+           "dev-unseen": ("dev-unseen", CLEAN), "test-unseen": ("test-unseen", CLEAN)},
     "zh": {"train": ("train", CLEAN), "dev": ("dev", CLEAN), "test": ("test", CLEAN)},
 }
 LEVEL_DBFS = (-32.0, -18.0)
@@ -86,18 +94,31 @@ def grammar_for(lang: str) -> Callable[[random.Random], Sentence]:
     raise ValueError(f"unknown language {lang!r} (expected 'en' or 'zh')")
 
 
+def pick_voice(rng: random.Random, lang: str, group: str, engines: tuple[str, ...]) -> str:
+    """An engine drawn uniformly among those with voices in ``group``, then one of its voices.
+
+    A group with one engine draws only the voice, so espeak-only groups keep their earlier plans.
+    """
+    pool = voices.by_engine(voices.voices_for(lang, group, engines))
+    engine = rng.choice(list(pool)) if len(pool) > 1 else next(iter(pool))
+    return rng.choice(pool[engine])
+
+
 def plan_utterance(uid: str, path: Path, sentence: Sentence, rng: random.Random, lang: str,
-                   split: str) -> Plan:
-    """Draw voice, prosody and acoustic condition for one utterance of ``split``."""
+                   split: str, engines: tuple[str, ...] = ("espeak",)) -> Plan:
+    """Draw voice, prosody and acoustic condition for one utterance of ``split``.
+
+    Training utterances of the other engines also draw a vocal-tract warp (``voices.WARP``).
+    """
     group, cond = SPLITS[lang][split]
     noise = ""
     if rng.random() < cond.p_noise:
         kinds, weights = zip(*cond.noise_weights, strict=True)
         noise = rng.choices(kinds, weights=weights)[0]
     reverb = rng.random() < cond.p_reverb
-    return Plan(
+    plan = Plan(
         uid=uid, path=str(path), spoken=sentence.spoken, lang=lang,
-        voice=rng.choice(voices.voices_for(lang, group)),
+        voice=pick_voice(rng, lang, group, engines),
         rate=rng.randint(*voices.RATE_WPM), pitch=rng.randint(*voices.PITCH),
         pitch_range=rng.randint(*voices.PITCH_RANGE),
         lead_s=round(rng.uniform(*LEAD_TRAIL_S), 3), trail_s=round(rng.uniform(*LEAD_TRAIL_S), 3),
@@ -105,11 +126,14 @@ def plan_utterance(uid: str, path: Path, sentence: Sentence, rng: random.Random,
         noise=noise, snr_db=round(rng.uniform(*cond.snr_db), 2), level_dbfs=round(rng.uniform(*LEVEL_DBFS), 2),
         floor_dbfs=round(rng.uniform(*FLOOR_DBFS), 2), noise_seed=rng.getrandbits(32),
     )
+    if split == "train" and tts.engine_of(plan.voice) != "espeak":
+        plan = replace(plan, warp=round(rng.uniform(*voices.WARP), 3))
+    return plan
 
 
 def plan_split(out_dir: Path, lang: str, seed: int, split: str, generate: Callable, seen: set[str],
                texts: dict[str, str], limit: int | None,
-               charset: set[str] | None = None) -> Iterator[Plan]:
+               charset: set[str] | None = None, engines: tuple[str, ...] = ("espeak",)) -> Iterator[Plan]:
     """Plans for ``split`` in order (endless when ``limit`` is None); no sentence repeats across splits.
 
     With ``charset``, only sentences written entirely in those characters are taken.
@@ -126,7 +150,7 @@ def plan_split(out_dir: Path, lang: str, seed: int, split: str, generate: Callab
             sentence, tries = generate(rng), tries + 1
         seen.add(sentence.text)
         texts[uid] = sentence.text
-        yield plan_utterance(uid, out_dir / split / f"{uid}.flac", sentence, rng, lang, split)
+        yield plan_utterance(uid, out_dir / split / f"{uid}.flac", sentence, rng, lang, split, engines)
         index += 1
 
 
@@ -170,12 +194,14 @@ def _complete(out_dir: Path, params: dict) -> dict | None:
     return info
 
 
-def _split_info(recs: list[dict], split: str, lang: str) -> dict:
+def _split_info(recs: list[dict], split: str, lang: str, engines: tuple[str, ...]) -> dict:
     secs = sum(r["duration"] for r in recs)
     group, cond = SPLITS[lang][split]
+    per_engine = {e: round(sum(r["duration"] for r in recs if tts.engine_of(r["voice"]) == e), 1)
+                  for e in engines}
     return {"utterances": len(recs), "hours": round(secs / 3600, 4), "seconds": round(secs, 1),
-            "voices": sorted({r["voice"] for r in recs}),
-            "voices_planned": list(voices.voices_for(lang, group)), "acoustics": asdict(cond)}
+            "seconds_by_engine": per_engine, "voices": sorted({r["voice"] for r in recs}),
+            "voices_planned": list(voices.voices_for(lang, group, engines)), "acoustics": asdict(cond)}
 
 
 def _units(texts: list[str], lang: str) -> set[str]:
@@ -193,20 +219,24 @@ def _cpu_seconds() -> float:
 def _build_info(lang: str, params: dict, recs: dict[str, list[dict]], seconds: float, workers: int,
                 cpu_s: float) -> dict:
     audio_s = sum(r["duration"] for rs in recs.values() for r in rs)
+    engines = tuple(params.get("engines", ("espeak",)))
     info = {
         "name": f"mini-{lang}", "language": lang, "seed": params["seed"], "params": params,
         "sample_rate": SAMPLE_RATE, "audio_format": "FLAC PCM_16 mono",
         "unit": "word" if lang == "en" else "char",
-        "splits": {s: _split_info(recs[s], s, lang) for s in SPLITS[lang]},
+        "engines": {e: tts.version(e) for e in engines},
+        "splits": {s: _split_info(recs[s], s, lang, engines) for s in SPLITS[lang]},
         "vocabulary_size": {s: len(_units([r["text"] for r in recs[s]], lang)) for s in SPLITS[lang]},
-        "voices_note": "dev and test voices are held out from training and disjoint from each other",
+        "voices_note": "dev and test voices are held out from training and disjoint from each other; the "
+        "-unseen sets add held-out speakers of every engine (SLT of flite and festival: test-unseen only)",
         "text_note": "no sentence occurs in two splits"
         + ("; dev/test use only characters that occur in train" if lang == "zh" else ""),
         "sets_note": "dev/test are clean (like LibriSpeech dev-clean/test-clean)"
-        + ("; dev-other/test-other hold the same unseen voices in noise and reverberation" if lang == "en" else ""),
+        + ("; dev-other/test-other hold the same unseen voices in noise and reverberation; dev-unseen/"
+           "test-unseen are clean, read by held-out voices of every engine" if lang == "en" else ""),
         "augmentation": {"level_dbfs": LEVEL_DBFS, "floor_dbfs": FLOOR_DBFS, "lead_trail_s": LEAD_TRAIL_S,
                          "rate_wpm": voices.RATE_WPM, "pitch": voices.PITCH,
-                         "pitch_range": voices.PITCH_RANGE},
+                         "pitch_range": voices.PITCH_RANGE, "warp_other_engines_train": voices.WARP},
         "build": {"seconds": round(seconds, 2), "speed_x_realtime": round(audio_s / max(seconds, 1e-9), 1),
                   "cpu_seconds": round(cpu_s, 2),
                   "audio_seconds_per_cpu_second": round(audio_s / max(cpu_s, 1e-9), 1),
@@ -219,23 +249,42 @@ def _build_info(lang: str, params: dict, recs: dict[str, list[dict]], seconds: f
     return json.loads(json.dumps(info))  # plain JSON types, as a later read of info.json gives
 
 
+def default_engines(lang: str) -> tuple[str, ...]:
+    """Every engine for English; espeak-ng alone speaks Mandarin."""
+    return tts.ENGINES if lang == "en" else ("espeak",)
+
+
+def check_engines(lang: str, engines: tuple[str, ...]) -> tuple[str, ...]:
+    """``engines`` in canonical order, after checking that they speak ``lang`` and are installed."""
+    engines = tts.parse_engines(",".join(engines))
+    if lang != "en" and engines != ("espeak",):
+        raise UserError(f"mini-{lang} is spoken by espeak-ng only (no other synthesizer for it is packaged); "
+                        f"drop --engines or use --engines espeak")
+    if "espeak" not in engines:
+        raise UserError("--engines must include espeak: the dev/test/dev-other/test-other voices are espeak-ng's")
+    tts.require(engines)
+    return engines
+
+
 def synthesize_corpus(out_dir: Path, lang: str, seed: int = 0, train_hours: float = DEFAULT_TRAIN_HOURS,
                       n_dev: int = DEFAULT_DEV, n_test: int = DEFAULT_TEST, n_train: int | None = None,
-                      workers: int = 2) -> dict:
+                      workers: int = 2, engines: tuple[str, ...] | None = None) -> dict:
     """Synthesize train/dev/test of mini-``lang`` into ``out_dir``; returns the info dict (also info.json).
 
-    ``n_train`` (utterances) overrides ``train_hours``. A folder that already holds a complete corpus
-    with the same parameters is left as it is.
+    ``n_train`` (utterances) overrides ``train_hours``. ``engines`` (default: :func:`default_engines`) speak
+    the corpus; one that is not installed is a UserError naming its Debian packages. A folder that already
+    holds a complete corpus with the same parameters is left as it is.
     """
     out_dir = Path(out_dir)
     if lang not in voices.VOICES:
         raise ValueError(f"unknown language {lang!r} (expected 'en' or 'zh')")
+    engines = check_engines(lang, default_engines(lang) if engines is None else tuple(engines))
     sizes = (n_dev, n_test, 1 if n_train is None else n_train)
     if min(sizes) < 0 or (n_train is None and train_hours <= 0):
         raise ValueError(f"corpus sizes must be positive: train_hours={train_hours}, n_train={n_train}, "
                          f"n_dev={n_dev}, n_test={n_test}")
     params = {"lang": lang, "seed": seed, "train_hours": None if n_train is not None else train_hours,
-              "n_train": n_train, "n_dev": n_dev, "n_test": n_test, "version": VERSION}
+              "n_train": n_train, "n_dev": n_dev, "n_test": n_test, "version": VERSION, "engines": list(engines)}
     info = _complete(out_dir, params)
     if info is not None:
         print(f"mini-{lang}: complete corpus already in {out_dir}, not rebuilt")
@@ -253,7 +302,7 @@ def synthesize_corpus(out_dir: Path, lang: str, seed: int = 0, train_hours: floa
             # Mandarin dev/test use only characters heard in training (a char tokenizer has no <unk> there)
             heard = lang == "zh" and split != "train"
             charset = {c for r in recs["train"] for c in r["text"]} if heard else None
-            plans = plan_split(out_dir, lang, seed, split, generate, seen, texts, limits[split], charset)
+            plans = plan_split(out_dir, lang, seed, split, generate, seen, texts, limits[split], charset, engines)
             max_s = train_hours * 3600 if split == "train" and n_train is None else None
             recs[split] = _records(out_dir, list(_render_stream(plans, pool, max_s)), texts)
     finally:

@@ -126,6 +126,12 @@ class Espeak:
             raise EspeakError(payload[2:].decode("utf-8", "replace") or f"espeak child died on {text!r}")
         return np.frombuffer(payload[2:], dtype=np.int16).copy()
 
+    def version(self) -> str:
+        """libespeak-ng's version string, e.g. ``1.52.0``."""
+        self._lib.espeak_Info.restype = ctypes.c_char_p
+        self._lib.espeak_Info.argtypes = [ctypes.c_void_p]
+        return (self._lib.espeak_Info(None) or b"").decode("utf-8", "replace")
+
     def phonemes(self, text: str, voice: str) -> str:
         """espeak's phoneme string for ``text`` (clauses joined by spaces)."""
         self.set_voice(voice)

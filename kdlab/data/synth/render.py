@@ -1,4 +1,5 @@
-"""Render one planned utterance: espeak → 16 kHz → reverberation → noise → level → PCM16 FLAC.
+"""Render one planned utterance: synthesizer (espeak-ng, flite or festival) → 16 kHz → reverberation →
+noise → level → PCM16 FLAC.
 
 Runs inside worker processes; each keeps its own espeak engine and babble bank, built identically in
 every process from a fixed seed, and synthesizes in forked children, so the audio does not depend on
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kdlab.data.synth import augment
+from kdlab.data.synth import augment, engines
 from kdlab.data.synth.espeak import Espeak
 
 SAMPLE_RATE = 16000
@@ -42,6 +43,7 @@ class Plan:
     floor_dbfs: float  # white microphone noise floor (absolute level): no recording is digitally silent
     noise_seed: int
     lang: str
+    warp: float = 1.0  # vocal-tract warp (voices.WARP): every frequency × warp, tempo kept
 
     def condition(self) -> str:
         """Short description of the acoustic condition, e.g. 'pink@12dB+rev0.40s'."""
@@ -55,11 +57,20 @@ _BABBLE: dict[str, list[np.ndarray]] = {}
 
 
 def speak(text: str, voice: str, rate: int = 175, pitch: int = 50, pitch_range: int = 50,
-          seed: int = 0) -> np.ndarray:
-    """espeak output resampled to 16 kHz, float32 in [-1, 1]. (N,)"""
-    engine = Espeak.get()
-    raw = engine.synth_isolated(text, voice, rate=rate, pitch=pitch, pitch_range=pitch_range, seed=seed)
-    return augment.resample(raw.astype(np.float32) / 32768.0, engine.sample_rate, SAMPLE_RATE)
+          seed: int = 0, warp: float = 1.0) -> np.ndarray:
+    """The voice's engine's output resampled to 16 kHz, float32 in [-1, 1]. (N,)
+
+    ``warp`` ≠ 1 scales every frequency by ``warp``: the engine speaks ``warp`` times slower, and its
+    samples are read as if taken at ``warp`` × its rate (so formants, pitch and tempo rise by ``warp``).
+    """
+    if engines.engine_of(voice) == "espeak":
+        engine = Espeak.get()
+        raw = engine.synth_isolated(text, voice, rate=rate, pitch=pitch, pitch_range=pitch_range, seed=seed)
+        sr = engine.sample_rate
+    else:
+        raw, sr = engines.synth_external(text, voice, round(rate / warp), pitch, pitch_range)
+    read_sr = sr if warp == 1.0 else int(round(sr * warp / 100)) * 100
+    return augment.resample(raw.astype(np.float32) / 32768.0, read_sr, SAMPLE_RATE)
 
 
 def babble_bank(lang: str) -> list[np.ndarray]:
@@ -70,7 +81,7 @@ def babble_bank(lang: str) -> list[np.ndarray]:
 
         rng = random.Random(f"babble-{lang}")
         generate = grammar_for(lang)
-        voices = voices_for(lang, "train")
+        voices = voices_for(lang, "train", ("espeak",))
         texts = [generate(rng).spoken for _ in range(BABBLE_SENTENCES)]
         _BABBLE[lang] = [speak(text, voices[i % len(voices)]) for i, text in enumerate(texts)]
     return _BABBLE[lang]
@@ -81,9 +92,11 @@ def render(plan: Plan) -> tuple[str, int]:
     import soundfile as sf
 
     rng = np.random.default_rng(plan.noise_seed)
-    speech = speak(plan.spoken, plan.voice, plan.rate, plan.pitch, plan.pitch_range, plan.noise_seed % 2**31)
+    speech = speak(plan.spoken, plan.voice, plan.rate, plan.pitch, plan.pitch_range, plan.noise_seed % 2**31,
+                   plan.warp)
     if len(speech) == 0:
-        raise RuntimeError(f"{plan.uid}: espeak produced no audio for {plan.spoken!r} ({plan.voice})")
+        raise RuntimeError(f"{plan.uid}: {engines.engine_of(plan.voice)} produced no audio for "
+                           f"{plan.spoken!r} ({plan.voice})")
     lead, trail = int(plan.lead_s * SAMPLE_RATE), int(plan.trail_s * SAMPLE_RATE)
     wave = np.concatenate([np.zeros(lead, np.float32), speech, np.zeros(trail, np.float32)])  # (N,)
     if plan.rt60 > 0:
@@ -112,5 +125,5 @@ def init_worker(lang: str) -> None:
     from kdlab.data.synth.voices import voices_for
 
     engine = Espeak.get()
-    engine.synth(WARMUP[lang], voices_for(lang, "train")[0])  # loads voice data once, before any fork
+    engine.synth(WARMUP[lang], voices_for(lang, "train", ("espeak",))[0])  # loads voice data once, before any fork
     babble_bank(lang)
