@@ -110,3 +110,26 @@ def test_missing_synthesizer_names_the_packages(tmp_path, monkeypatch, capsys):
     assert len(err.splitlines()) == 1
     assert "apt-get install -y flite festival festvox-kallpc16k" in err and "--engines espeak" in err
     assert not (tmp_path / "c").exists()  # refused before anything was written
+
+
+def test_check_set_per_engine(multi, tmp_path):
+    from kdlab.pretrained.check import write_check_set
+
+    out, _ = multi
+    shipped = write_check_set(out / "test-unseen.jsonl", 1, "mini-en", "test-unseen", root=tmp_path, per_engine=True)
+    recs = [json.loads(line) for line in shipped.read_text().splitlines()]
+    assert sorted(engines.engine_of(r["voice"]) for r in recs) == sorted(engines.ENGINES)
+    assert all((shipped.parent / r["path"]).is_file() for r in recs)
+
+
+def test_decode_reports_each_engine(multi):
+    from kdlab.evaluate.breakdown import engine_groups, rates_by_group
+
+    out, _ = multi
+    recs = _records(out, "test-unseen")
+    groups = engine_groups(recs)
+    assert set(groups.values()) == set(engines.ENGINES) and engine_groups(_records(out, "test")) is None
+    ids, refs = [r["id"] for r in recs], [r["text"] for r in recs]
+    hyps = [t if groups[i] == "espeak" else "" for i, t in zip(ids, refs, strict=True)]
+    rates = rates_by_group(ids, refs, hyps, "word", groups)
+    assert rates["espeak"] == 0.0 and rates["flite"] == rates["festival"] == 100.0

@@ -21,7 +21,8 @@ from kdlab.evaluate.metrics import DEL, INS, SUB, AlignOp, align, stats_from_ali
 from kdlab.explore.model import load_model
 from kdlab.explore.utterance import Utterance
 
-SET_FILES = {"test-clean": "test.jsonl", "test-other": "test-other.jsonl"}  # set name -> corpus manifest
+# set name -> corpus manifest (test-unseen: held-out voices of every synthesizer, mini-en only)
+SET_FILES = {"test-clean": "test.jsonl", "test-other": "test-other.jsonl", "test-unseen": "test-unseen.jsonl"}
 SOURCES = ("check", "full", "auto")
 DEFAULT_MODELS = ("mini-en/teacher", "mini-en/student-same-ljca", "mini-en/student-same-skd")
 ERROR_TYPES = ("any", "S", "I", "D", "I+D")
@@ -52,8 +53,8 @@ def full_manifest(spec: str, set_name: str) -> Path | None:
 
 
 def set_manifest(spec: str, set_name: str, source: str = "check") -> Path:
-    """Manifest of ``set_name`` (test-clean | test-other): the check set, or the full set (``full``; ``auto``
-    falls back to the check set when the corpus is absent)."""
+    """Manifest of ``set_name`` (test-clean | test-other | test-unseen): the check set, or the full set
+    (``full``; ``auto`` falls back to the check set when the corpus is absent)."""
     from kdlab.pretrained.check import check_manifest
     from kdlab.pretrained.store import parse_spec
 

@@ -539,7 +539,8 @@ def kd_verdicts(rows: Sequence[dict], set_name: str) -> list[str]:
     return lines
 
 
-def shipped_table1(corpus: str = "mini-en", sets: Sequence[str] = ("test-clean", "test-other")) -> list[dict]:
+def shipped_table1(corpus: str = "mini-en",
+                   sets: Sequence[str] = ("test-clean", "test-other", "test-unseen")) -> list[dict]:
     """The paper's Table 1 for the shipped models, from their cards (full test sets, measured by ``kdlab
     reproduce``): teacher with joint CTC/attention beam 10, students with Mask-CTC beam 10 (Algorithm 1)."""
     from kdlab.pretrained.store import available, card, parse_spec

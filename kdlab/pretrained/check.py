@@ -57,15 +57,31 @@ def check_manifest(corpus: str, set_name: str, root: str | Path | None = None) -
     return pretrained_root(root) / corpus / CHECK_DIR / f"{set_name}.jsonl"
 
 
+def first_per_engine(records: list[dict], n: int) -> list[dict]:
+    """The first ``n`` utterances of each synthesizer (by ``voice``), in manifest order."""
+    from kdlab.data.synth.engines import engine_of
+
+    taken: dict[str, int] = {}
+    keep = []
+    for rec in records:
+        engine = engine_of(str(rec.get("voice", "")))
+        if taken.get(engine, 0) < n:
+            taken[engine] = taken.get(engine, 0) + 1
+            keep.append(rec)
+    return keep
+
+
 def write_check_set(manifest: str | Path, n: int, corpus: str, set_name: str,
-                    root: str | Path | None = None) -> Path:
-    """Copy the first ``n`` utterances of ``manifest`` (audio and records) into the check set
-    ``<corpus>/check/<set_name>``; returns its manifest. An existing check set of that name is replaced."""
+                    root: str | Path | None = None, per_engine: bool = False) -> Path:
+    """Copy the first ``n`` utterances of ``manifest`` (``per_engine``: of each synthesizer) with their audio
+    into the check set ``<corpus>/check/<set_name>``; returns its manifest. An existing check set of that
+    name is replaced."""
     if n < 1:
         raise ValueError(f"a check set needs at least one utterance, got n={n}")
     if not NAME_RE.match(corpus) or not NAME_RE.match(set_name):
         raise ValueError(f"{corpus}/{set_name}: names may hold letters, digits, '.', '_' and '-' only")
-    records = read_manifest(manifest)[:n]
+    records = read_manifest(manifest)
+    records = first_per_engine(records, n) if per_engine else records[:n]
     out = check_manifest(corpus, set_name, root)
     out.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{set_name}.tmp-"))  # audio complete before use

@@ -9,6 +9,8 @@ Examples::
         --field recipe="kdlab reproduce --preset mini-en" --field command="kdlab train ..." \\
         --results test=runs/reproduce-mini-en/decode/ar/test/summary.json
     kdlab pretrained checkset data/cache/corpora/mini-en-3h/test.jsonl --as mini-en/test-clean --n 20
+    kdlab pretrained checkset data/cache/corpora/mini-en-6h/test-unseen.jsonl --as mini-en/test-unseen \
+        --n 8 --per-engine
     kdlab pretrained verify mini-en/teacher
     kdlab pretrained ship runs/reproduce-mini-en --preset mini-en
     kdlab pretrained seal --all                   # record per-file sha256 on cards from before them
@@ -53,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("manifest", type=Path, help="a corpus split's manifest, e.g. .../mini-en-3h/test.jsonl")
     s.add_argument("--as", dest="spec", required=True, help="<corpus>/<set>, e.g. mini-en/test-clean")
     s.add_argument("--n", type=int, default=20, help="utterances to copy (default 20)")
+    s.add_argument("--per-engine", action="store_true",
+                   help="the first N utterances of each synthesizer (a set read by several: test-unseen)")
     v = sub.add_parser("verify", parents=[common],
                        help="re-decode the check sets of a model's card and compare with its figures")
     v.add_argument("spec", help="<corpus>/<name> or pretrained:<corpus>/<name>")
@@ -163,8 +167,9 @@ def do_checkset(args: argparse.Namespace) -> None:
     from kdlab.pretrained.check import write_check_set
 
     corpus, set_name = pretrained.parse_spec(args.spec)
-    out = write_check_set(args.manifest, args.n, corpus, set_name, root=args.root)
-    print(f"{out}: first {args.n} utterances of {args.manifest}; card figures on it go under "
+    out = write_check_set(args.manifest, args.n, corpus, set_name, root=args.root, per_engine=args.per_engine)
+    which = "of each synthesizer " if args.per_engine else ""
+    print(f"{out}: first {args.n} utterances {which}of {args.manifest}; card figures on it go under "
           f"--results check/{set_name}=SUMMARY.json")
 
 
