@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -194,3 +195,22 @@ def test_check_set_figures_are_reverified_and_a_changed_figure_is_reported(
         assert cli(["pretrained", "verify", SPEC]) == 1 and "DIFFERS" in capsys.readouterr().out
     finally:
         card_file.write_text(saved)
+
+
+def test_models_of_a_corpus_share_one_tokenizer(run_ckpt: Path, tmp_path: Path):
+    """The first model of a corpus keeps its own tokenizer/; ``share_tokenizer`` makes it the corpus's one
+    copy, and every later export with the same files links to it (and loads, hashes and verifies as before)."""
+    first = pretrained.export(run_ckpt, "tiny-en", "a", root=tmp_path)
+    assert not (first / "tokenizer").is_symlink() and not (tmp_path / "tiny-en" / "tokenizer").exists()
+    assert pretrained.share_tokenizer(first) and (first / "tokenizer").is_symlink()
+    second = pretrained.export(run_ckpt, "tiny-en", "b", root=tmp_path)
+    assert (second / "tokenizer").is_symlink() and os.readlink(second / "tokenizer") == os.path.join("..", "tokenizer")
+    for folder in (first, second):
+        data = pretrained.read_card(folder)
+        pretrained.check_files(folder, data)
+        assert data["files"] == pretrained.file_hashes(folder) and "tokenizer/tokens.txt" in data["files"]
+    assert pretrained.available(tmp_path) == ["tiny-en/a", "tiny-en/b"]  # the shared folder is not a model
+    data = pretrained.read_card(second)
+    data["files"]["../tokenizer/tokens.txt"] = data["files"].pop("tokenizer/tokens.txt")
+    with pytest.raises(pretrained.PretrainedError, match="outside the model folder"):
+        pretrained.check_files(second, data)

@@ -98,9 +98,17 @@ def write_check_set(manifest: str | Path, n: int, corpus: str, set_name: str,
 
 
 def _copy_audio(rec: dict, folder: Path, set_name: str) -> dict:
-    """Copy the audio of manifest record ``rec`` into ``folder``; the record with its shipped path."""
+    """Copy the audio of manifest record ``rec`` into ``folder`` (FLAC re-encoded at the strongest compression:
+    the same samples in fewer bytes); the record with its shipped path."""
+    import soundfile as sf
+
     src = Path(rec["path"])
-    shutil.copy2(src, folder / src.name)
+    info = sf.info(str(src))
+    if info.format == "FLAC" and info.subtype == "PCM_16":
+        samples, rate = sf.read(str(src), dtype="int16")
+        sf.write(str(folder / src.name), samples, rate, subtype="PCM_16", format="FLAC", compression_level=1.0)
+    else:
+        shutil.copy2(src, folder / src.name)
     return {**rec, "path": f"{set_name}/{src.name}"}
 
 

@@ -181,7 +181,7 @@ def _card_files(folder: Path, card_data: dict) -> dict[str, Any]:
                               f"per-file hashes); add them with: kdlab pretrained seal {folder.parent.name}/"
                               f"{folder.name}")
     for rel in files:
-        if not _inside(folder / rel, folder):
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or not _allowed(folder / rel, folder):
             raise PretrainedError(f"{card_file}: files entry {rel!r} is outside the model folder")
     return files
 
@@ -190,6 +190,33 @@ def _inside(p: Path, folder: Path) -> bool:
     """True when ``p`` (resolved) lies inside ``folder`` (resolved), never equal to it."""
     inner, outer = p.resolve(), folder.resolve()
     return inner != outer and inner.is_relative_to(outer)
+
+
+def _allowed(p: Path, folder: Path) -> bool:
+    """Inside the model folder or, through its ``tokenizer`` link, inside the corpus's shared tokenizer."""
+    return _inside(p, folder) or _inside(p, folder.parent / TOKENIZER_DIR)
+
+
+def share_tokenizer(folder: Path) -> bool:
+    """Replace ``folder/tokenizer`` by a link to ``<corpus>/tokenizer`` (one copy per corpus) when that shared
+    folder holds the same files; the shared folder is made from this one when the corpus has none yet.
+    Returns whether ``folder`` now links to it."""
+    own, shared = folder / TOKENIZER_DIR, folder.parent / TOKENIZER_DIR
+    if own.is_symlink():
+        return own.resolve() == shared.resolve()
+    if not shared.exists():
+        shutil.copytree(own, shared)
+    if _tree_hashes(own) != _tree_hashes(shared):
+        return False
+    link = folder / f".{TOKENIZER_DIR}.link-{os.getpid()}"
+    os.symlink(os.path.join("..", TOKENIZER_DIR), link)
+    shutil.rmtree(own)
+    os.replace(link, own)
+    return True
+
+
+def _tree_hashes(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): sha256_of(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def check_files(folder: Path, card_data: dict) -> None:
@@ -388,6 +415,8 @@ def _write_folder(folder: Path, ckpt_path: Path, corpus: str, name: str, fields:
     run_dir = ckpt_path.parent
     save_atomic(_payload(model, cfg, tokenizer.vocab_size, ckpt_path), folder / MODEL_FILE)
     shutil.copytree(run_dir / TOKENIZER_DIR, folder / TOKENIZER_DIR)
+    if (folder.parent / TOKENIZER_DIR).is_dir():
+        share_tokenizer(folder)  # the corpus's models keep one copy of a tokenizer they share
     shutil.copy2(run_dir / CMVN_FILE, folder / CMVN_FILE)
     data = _card(corpus, name, model, tokenizer, cfg, ckpt_path, fields, file_hashes(folder))
     write_card(folder, data)
