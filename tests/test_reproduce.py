@@ -54,10 +54,11 @@ def test_reproduce_reports_every_eval_set_diagnostics_and_stage_times(tiny_run):
     root, md = tiny_run
     results = json.loads((root / "results" / "results.json").read_text())
     assert results["sets"] == {"dev": "dev-clean", "test": "test-clean", "dev-other": "dev-other",
-                               "test-other": "test-other"}
+                               "test-other": "test-other", "dev-unseen": "dev-unseen", "test-unseen": "test-unseen"}
     t1 = [r for r in results["records"] if r["table"] == 1]
     t3 = [r for r in results["records"] if r["table"] == 3]
     assert all(r["dev_other_error"] >= 0 and r["test_other_i_plus_d"] >= 0 for r in t1)
+    assert all(r["test_unseen_error"] >= 0 and r["dev_unseen_i_plus_d"] >= 0 for r in t1)
     assert all(r["test_other_error"] >= 0 and r["test_error"] >= 0 for r in t3)
     diag = {r["run"]: r for r in results["diagnostics"]}
     assert set(diag) == {r["run"] for r in t1} and diag["ar"]["masked_pct"] is None
@@ -69,6 +70,7 @@ def test_reproduce_reports_every_eval_set_diagnostics_and_stage_times(tiny_run):
     assert {"prepare", "nbest", "ar", "nar-smaller-skd", "decode-ar-test-other"} <= set(stages)
     assert all(s > 0 for s in stages.values()) and results["timing"]["total_s"] > 0
     assert "dev-clean / test-clean" in md and "dev-other / test-other" in md and "Diagnostics" in md
+    assert "dev-unseen / test-unseen" in md
 
 
 def test_reproduce_keeps_the_baselines_stage1_checkpoint(tiny_run):
