@@ -30,6 +30,7 @@ from kdlab.pretrained.store import (
     place_folder,
     pretrained_root,
     read_card,
+    share_tokenizer,
     write_card,
 )
 from kdlab.reproduce.eval import DIAGNOSTIC, eval_sets, set_labels, table1_method
@@ -215,6 +216,7 @@ def _ship_models(jobs: list[ShipJob], corpus: str, checks: dict[str, Path], mode
         for folder in staged:
             dest = base / corpus / folder.name
             place_folder(folder, dest)
+            share_tokenizer(dest)  # one tokenizer folder per corpus (the first model's becomes it)
             folders.append(dest)
         return folders
     finally:
