@@ -49,3 +49,22 @@ def test_shipped_student_decode_arithmetic():
     assert ops["maskctc_beam1"] == ops["maskctc_greedy"]
     assert ops["maskctc_greedy"] / ops["encoder"] > 1.3
     assert ops["maskctc_beam10"] / ops["maskctc_beam1"] > 1.25
+
+
+MULTI_ENGINE = ("teacher", "student-same-ljca", "student-same-skd", "student-smaller-ljca", "student-smaller-skd")
+
+
+@pytest.mark.parametrize("name", MULTI_ENGINE)
+def test_multi_engine_models_carry_unseen_figures(name: str):
+    """The mini-en teacher and Table 1 students learned from every synthesizer: their cards hold the full
+    test-unseen figure and a test-unseen check-set figure (re-decoded by the test above), and the teacher keeps
+    the floor of issue 30 (test-unseen WER below 40 %)."""
+    data = pretrained.card("mini-en", name)
+    assert data["corpus_engines"] == ["espeak", "flite", "festival"]
+    assert set(data["corpus_engine_versions"]) == set(data["corpus_engines"])
+    method = "attention_beam10" if name == "teacher" else "maskctc_beam10"
+    for key in ("test-unseen", "dev-unseen", "check/test-unseen", "test-clean"):
+        assert data["results"][key][method]["utts"] > 0, key
+    assert set(data["results"]["test-unseen"][method]["by_engine"]) == {"espeak", "flite", "festival"}
+    if name == "teacher":
+        assert data["results"]["test-unseen"][method]["rate"] < 40.0

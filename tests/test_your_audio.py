@@ -48,8 +48,21 @@ def test_load_upload_reads_bytes(tmp_path: Path, check_utt) -> None:
     assert utt.id == "my take" and utt.path == Path("my take.wav") and utt.audio.numel() == check_utt.audio.numel()
 
 
-def test_trained_on_names_the_synthesizer() -> None:
-    assert "espeak-ng" in trained_on("mini-en/teacher") and "more errors" in trained_on("mini-en/teacher")
+def test_trained_on_names_the_synthesizers_and_the_unseen_figure() -> None:
+    """The line names every engine of the model's corpus and, where its card has one, prints its test-unseen
+    figure beside test-clean (the card's own numbers); a card without them warns in words."""
+    from kdlab.pretrained import card
+
+    for spec in ("mini-en/teacher", "mini-en/student-same-skd", "mini-en/inter-kd", "mini-zh/teacher"):
+        data, line = card(*spec.split("/")), trained_on(spec)
+        for engine in data.get("corpus_engines", ["espeak"]):
+            assert {"espeak": "espeak-ng"}.get(engine, engine) in line
+        unseen = (data["results"].get("test-unseen") or {})
+        if unseen:
+            method = "attention_beam10" if data["kind"] == "ar" else "maskctc_beam10"
+            assert f"(test-unseen) its WER is {unseen[method]['rate']:.1f} %" in line
+        else:
+            assert "expect far more errors" in line
     assert "your own run" in trained_on("runs/x/avg-5.pt")
 
 

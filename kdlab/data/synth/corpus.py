@@ -332,5 +332,9 @@ def _print_summary(info: dict) -> None:
     print(f"{info['name']}: synthesized in {b['seconds']:.1f} s, {b['speed_x_realtime']:.0f}x real time "
           f"({b['workers']} workers; {b['audio_seconds_per_cpu_second']:.0f}x real time per CPU second)")
     for split, s in info["splits"].items():
-        print(f"  {split:<10} {s['utterances']:>6} utts {s['hours']:>7.3f} h  {len(s['voices'])} voices")
+        engines = {e: t for e, t in s.get("seconds_by_engine", {}).items() if t > 0}
+        shares = ", ".join(f"{e} {t / max(s['seconds'], 1e-9):.0%}" for e, t in engines.items())
+        print(f"  {split:<11} {s['utterances']:>6} utts {s['hours']:>7.3f} h  {len(s['voices'])} voices"
+              + (f"  ({shares})" if len(engines) > 1 else ""))
+    print(f"  engines: {', '.join(f'{e} {v}' for e, v in info.get('engines', {}).items())}")
     print(f"  vocabulary ({info['unit']}s): {info['vocabulary_size']}")
