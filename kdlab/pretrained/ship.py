@@ -22,6 +22,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdlab.data.manifest import read_manifest
+from kdlab.evaluate.breakdown import engine_groups
 from kdlab.pretrained.check import decode_row, write_check_set
 from kdlab.pretrained.store import (
     PretrainedError,
@@ -62,11 +64,18 @@ def shipped_models(preset: ReproducePreset) -> dict[str, str]:
 
 
 def _check_sets(corpus_dir: Path, corpus: str, n: int, models_root: Path | None) -> dict[str, Path]:
-    """{card set name ``check/<label>``: manifest} for every test split of the corpus."""
+    """{card set name ``check/<label>``: manifest} for every test split of the corpus; a split read by several
+    synthesizers (test-unseen) gets its first ⌈n / engines⌉ utterances of each."""
     splits = eval_sets(corpus_dir)
     labels = set_labels(splits)
-    return {f"check/{labels[s]}": write_check_set(corpus_dir / f"{s}.jsonl", n, corpus, labels[s], models_root)
-            for s in splits if s.startswith("test")}
+    out = {}
+    for s in (s for s in splits if s.startswith("test")):
+        manifest = corpus_dir / f"{s}.jsonl"
+        groups = engine_groups(read_manifest(manifest))
+        per = -(-n // len(set(groups.values()))) if groups else n
+        out[f"check/{labels[s]}"] = write_check_set(manifest, per, corpus, labels[s], models_root,
+                                                    per_engine=groups is not None)
+    return out
 
 
 def _run_results(decode_dir: Path, corpus_dir: Path) -> dict[str, dict]:
