@@ -10,7 +10,7 @@ Examples::
         --results test=runs/reproduce-mini-en/decode/ar/test/summary.json
     kdlab pretrained checkset data/cache/corpora/mini-en-3h/test.jsonl --as mini-en/test-clean --n 20
     kdlab pretrained checkset data/cache/corpora/mini-en-6h/test-unseen.jsonl --as mini-en/test-unseen \
-        --n 8 --per-engine
+        --n 7 --per-engine
     kdlab pretrained verify mini-en/teacher
     kdlab pretrained ship runs/reproduce-mini-en --preset mini-en
     kdlab pretrained seal --all                   # record per-file sha256 on cards from before them
