@@ -109,8 +109,8 @@ def test_doctor_passes_here(capsys: pytest.CaptureFixture[str]) -> None:
     assert kdlab_main(["doctor"]) == 0
     out = capsys.readouterr().out.splitlines()
     names = [line.split(":", 1)[0].split(maxsplit=1)[1] for line in out[:-1]]
-    assert names == ["python", "torch", "torchaudio", "compiled ops", "espeak-ng", "audio files, tokenizer",
-                     "notebooks", "browser tests", "lock"]
+    assert names == ["python", "torch", "torchaudio", "compiled ops", "espeak-ng", "flite, festival",
+                     "audio files, tokenizer", "notebooks", "browser tests", "lock"]
     assert not any(line.startswith("FAIL") for line in out)
     assert "Kaldi fbank (8, 80)" in out[3] and "forced_align" in out[3] and "rnnt_loss" in out[3]
     assert out[-1].startswith("kdlab doctor: ")
@@ -136,3 +136,14 @@ def test_lock_check_reports_differences(tmp_path: Path, monkeypatch: pytest.Monk
     assert found.status == "warn" and "editdistance" in found.detail and "lock 0.0.1" in found.detail
     lock.write_text("torch==0.0.1 \\\n    --hash=sha256:aa\n", encoding="utf-8")
     assert checks.check_lock().status == "fail"
+
+
+def test_missing_synthesizers_are_a_warning_naming_the_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without flite / festival only mini-en's synthesis stops: the doctor warns (run.sh installs them as root)
+    with the apt command, and ``python -m kdlab.env.checks`` names the packages run.sh installs."""
+    from kdlab.data.synth import engines
+
+    monkeypatch.setattr(engines.shutil, "which", lambda program: None)
+    check = checks.check_synthesizers()
+    assert check.status == "warn" and "sudo apt-get install -y flite festival" in check.detail
+    assert checks.system_packages()[:2] == ["flite", "festival"]

@@ -97,20 +97,21 @@ def test_beam_verdict_matches_a_real_sweep(student, clean):
 # ------------------------------------------------------------------ 03: the end rules
 
 
-def test_end_rules_differ_on_test_other_at_a_narrow_beam(teacher, other):
-    """The case notebook 03 shows: at B = 10 both rules agree, at B = 3 the exact rule scores higher and has
-    one more word error (a model error that the beam rule's search error hides)."""
-    reports = end_rules.compare_over_beams(teacher, other[12:13], beams=(10, 3))
+def test_end_rules_differ_on_test_other_at_one_beam(teacher, other):
+    """The case notebook 03 shows with the multi-engine teacher: on test-other's third utterance the rules
+    disagree at B = 10 and agree at B = 3, and at B = 10 the exact rule scores higher with one more word error
+    (a model error that the beam rule's search error hides)."""
+    reports = end_rules.compare_over_beams(teacher, other[2:3], beams=(10, 3))
     assert [r.beam for r in reports] == [10, 3]
-    assert not reports[0].differing
-    case = reports[1].differing[0]
+    assert not reports[1].differing
+    case = reports[0].differing[0]
     assert case.score_gain > 0 and case.error_change > 0
     rows = end_rules.beam_rows(reports)
-    assert [r["1-best differs"] for r in rows] == [0, 1] and rows[1]["exact: higher score, more errors"] == 1
+    assert [r["1-best differs"] for r in rows] == [1, 0] and rows[0]["exact: higher score, more errors"] == 1
     pick = pick_search.pick_end_rule_case(reports)
-    assert pick.report is reports[1] and pick.lesson.case is case and pick.lesson.by == "unit"
+    assert pick.report is reports[0] and pick.lesson.case is case and pick.lesson.by == "unit"
     data = end_rules.scatter_over_beams(reports)
-    assert data["labels"] == [f"{case.utt_id} (B=3)"] and data["error_changes"] == [case.error_change]
+    assert data["labels"] == [f"{case.utt_id} (B=10)"] and data["error_changes"] == [case.error_change]
 
 
 def _case(utt_id: str, gain: float, word: int, char: int) -> end_rules.EndRuleCase:

@@ -256,8 +256,12 @@ def test_ship_exports_the_runs_models_with_reverifiable_check_figures(tiny_run, 
     assert card["corpus_seed"] == 0 and card["recipe"] == f"kdlab reproduce --preset mini-en{sets} (ar stage)"
     assert card["command"] == f"./run.sh reproduce --preset mini-en{sets}"
     rows = verify("mini-en/student-smaller-skd", root=tmp_path)
-    assert {(r.set, r.method) for r in rows} == {(s, m) for s in ("check/test-clean", "check/test-other")
+    assert {(r.set, r.method) for r in rows} == {(s, m) for s in ("check/test-clean", "check/test-other",
+                                                              "check/test-unseen")
                                                  for m in ("maskctc_beam10", "ctc_greedy")}
+    unseen = pretrained.pretrained_root(tmp_path) / "mini-en" / "check" / "test-unseen.jsonl"
+    assert len(unseen.read_text().splitlines()) == 3  # ⌈2 / 3⌉ = 1 utterance of each synthesizer
+    assert (tmp_path / "mini-en" / "teacher" / "tokenizer").is_symlink()  # one tokenizer folder per corpus
     assert all(r.agrees(0.0) for r in rows)
 
 
