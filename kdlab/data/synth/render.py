@@ -60,8 +60,9 @@ def speak(text: str, voice: str, rate: int = 175, pitch: int = 50, pitch_range: 
           seed: int = 0, warp: float = 1.0) -> np.ndarray:
     """The voice's engine's output resampled to 16 kHz, float32 in [-1, 1]. (N,)
 
-    ``warp`` ≠ 1 scales every frequency by ``warp``: the engine speaks ``warp`` times slower, and its
-    samples are read as if taken at ``warp`` × its rate (so formants, pitch and tempo rise by ``warp``).
+    ``warp`` ≠ 1 (flite and festival voices only; espeak's 63 variants need none) scales every frequency by
+    ``warp``: the samples are read as if taken at ``warp`` × the engine's rate, which raises formants, pitch
+    and tempo by ``warp``, and the engine speaks ``warp`` times slower, so the tempo stays as planned.
     """
     if engines.engine_of(voice) == "espeak":
         engine = Espeak.get()
