@@ -87,7 +87,9 @@ def trained_on(name: str) -> str:
 
 
 def _card_rate(data: dict, set_name: str) -> float | None:
-    """The card's error rate on ``set_name`` with the model's Table 1 search (AR beam 10 / Mask-CTC beam 10)."""
-    method = "attention_beam10" if data.get("kind") == "ar" else "maskctc_beam10"
-    row = (data.get("results") or {}).get(set_name, {}).get(method)
+    """The card's error rate on ``set_name`` with the model kind's Table 1 search (AR beam 10, Mask-CTC beam 10,
+    …: ``reproduce.eval.KIND_METHOD``)."""
+    from kdlab.reproduce.eval import KIND_METHOD
+
+    row = (data.get("results") or {}).get(set_name, {}).get(KIND_METHOD.get(data.get("kind"), ""))
     return None if row is None else float(row["rate"])

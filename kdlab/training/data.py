@@ -6,30 +6,28 @@ from kdlab.config import ConfigError, ExperimentConfig, from_dict
 from kdlab.training.runtime import Runtime
 
 
+def _section(cls: type, value: dict, key: str):
+    """Dataclass ``cls`` from the config section ``key``; a bad value is a ConfigError naming the key."""
+    try:
+        return from_dict(cls, value, key)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{key}: {err}") from None
+
+
 def specaug_config(cfg: ExperimentConfig):
     """The SpecAugConfig of ``data.specaug_conf`` (None when ``data.specaug`` is off)."""
     from kdlab.data.features import SpecAugConfig
 
-    if not cfg.data.specaug:
-        return None
-    try:
-        return from_dict(SpecAugConfig, cfg.data.specaug_conf, "data.specaug_conf")
-    except ConfigError:
-        raise
-    except ValueError as err:
-        raise ConfigError(f"data.specaug_conf: {err}") from None
+    return _section(SpecAugConfig, cfg.data.specaug_conf, "data.specaug_conf") if cfg.data.specaug else None
 
 
 def voice_aug_config(cfg: ExperimentConfig):
     """The VoiceAugConfig of ``data.voice_aug`` (None when it turns nothing on)."""
     from kdlab.data.voice_aug import VoiceAugConfig
 
-    try:
-        found = from_dict(VoiceAugConfig, cfg.data.voice_aug, "data.voice_aug")
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"data.voice_aug: {err}") from None
+    found = _section(VoiceAugConfig, cfg.data.voice_aug, "data.voice_aug")
     return found if found.active else None
 
 
