@@ -544,6 +544,7 @@ def shipped_table1(corpus: str = "mini-en",
     """The paper's Table 1 for the shipped models, from their cards (full test sets, measured by ``kdlab
     reproduce``): teacher with joint CTC/attention beam 10, students with Mask-CTC beam 10 (Algorithm 1)."""
     from kdlab.pretrained.store import available, card, parse_spec
+    from kdlab.reproduce.eval import KIND_METHOD
     from kdlab.reproduce.report import CRITERION_LABEL, SIZE_LABEL
 
     rows = []
@@ -554,7 +555,7 @@ def shipped_table1(corpus: str = "mini-en",
         size, criterion = ("AR", "ljca") if name == "teacher" else name.split("-")[1:]
         row = {"model": SIZE_LABEL.get(size, size), "criterion": CRITERION_LABEL[criterion],
                "params M": round(c["params"]["total"] / 1e6, 2)}
-        method = "attention_beam10" if name == "teacher" else "maskctc_beam10"
+        method = KIND_METHOD[c["kind"]]
         for s in sets:
             res = c.get("results", {}).get(s, {}).get(method)
             unit = "WER" if c.get("unit", "word") == "word" else "CER"
